@@ -1,0 +1,78 @@
+"""The cardtally ISO 8583:1987 wire profile: framing, codec, message view, codes.
+
+>>> from cardtally.wire import Message, encode_message, decode_message
+>>> sale = Message("0200", {3: "000000", 4: "000000012345", 11: "000123",
+...                         41: "T0000001", 42: "M00000000000001"})
+>>> raw = encode_message(sale)
+>>> decode_message(raw).amount
+Money(minor=12345, currency='156')
+"""
+
+from cardtally.wire._codec import (
+    decode_message,
+    encode_message,
+    encode_signed,
+    mac_field_of,
+    split_mac,
+)
+from cardtally.wire._codes import RESPONSE_CODES, Action, ResponseCode, describe
+from cardtally.wire._errors import DecodeError, EncodeError, FrameTooLargeError, WireError
+from cardtally.wire._framing import (
+    APP_HEADER_BYTES,
+    FRAME_BYTES_MAX_DEFAULT,
+    LENGTH_PREFIX_BYTES,
+    TPDU_BYTES,
+    Frame,
+    FrameDecoder,
+    LinkProfile,
+    Tpdu,
+    decode_frame,
+    decode_framed,
+    encode_frame,
+)
+from cardtally.wire._message import Message, pad_merchant_id, pad_terminal_id
+from cardtally.wire._mti import describe_mti, is_repeat, original_of, response_mti
+from cardtally.wire._pan import Pan, PanError, luhn_check_digit, luhn_ok, mask_pan
+from cardtally.wire._spec import DEFINED_FIELDS, KNOWN_MTIS, SPEC
+
+__all__ = [
+    "APP_HEADER_BYTES",
+    "DEFINED_FIELDS",
+    "FRAME_BYTES_MAX_DEFAULT",
+    "KNOWN_MTIS",
+    "LENGTH_PREFIX_BYTES",
+    "RESPONSE_CODES",
+    "SPEC",
+    "TPDU_BYTES",
+    "Action",
+    "DecodeError",
+    "EncodeError",
+    "Frame",
+    "FrameDecoder",
+    "FrameTooLargeError",
+    "LinkProfile",
+    "Message",
+    "Pan",
+    "PanError",
+    "ResponseCode",
+    "Tpdu",
+    "WireError",
+    "decode_frame",
+    "decode_framed",
+    "decode_message",
+    "describe",
+    "describe_mti",
+    "encode_frame",
+    "encode_message",
+    "encode_signed",
+    "is_repeat",
+    "luhn_check_digit",
+    "luhn_ok",
+    "mac_field_of",
+    "mask_pan",
+    "original_of",
+    "pad_merchant_id",
+    "pad_terminal_id",
+    "response_mti",
+    "split_mac",
+]
