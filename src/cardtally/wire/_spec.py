@@ -25,8 +25,6 @@ from typing import Any, Final
 
 FieldSpec = dict[str, Any]
 
-HEADER_BYTES_MAX: Final = 0  # the TPDU and application header are framing, not message
-
 
 def _n(max_digits: int, desc: str) -> FieldSpec:
     """Fixed-length numeric, packed BCD."""
@@ -104,6 +102,7 @@ def _lllvar_b(max_bytes: int, desc: str) -> FieldSpec:
     }
 
 
+# fmt: off
 # One line per field. Field numbers are strings because pyiso8583 keys its specs so.
 SPEC: Final[dict[str, FieldSpec]] = {
     "h": {
@@ -113,7 +112,7 @@ SPEC: Final[dict[str, FieldSpec]] = {
         "max_len": 0,
         "kind": "b",
         "desc": "Header (carried by the frame, not here)",
-    },  # noqa: E501
+    },
     "t": {
         "data_enc": "b",
         "len_enc": "b",
@@ -121,7 +120,7 @@ SPEC: Final[dict[str, FieldSpec]] = {
         "max_len": 2,
         "kind": "n",
         "desc": "Message Type Identifier",
-    },  # noqa: E501
+    },
     "p": {
         "data_enc": "b",
         "len_enc": "b",
@@ -129,7 +128,7 @@ SPEC: Final[dict[str, FieldSpec]] = {
         "max_len": 8,
         "kind": "b",
         "desc": "Bitmap, Primary",
-    },  # noqa: E501
+    },
     "1": {
         "data_enc": "b",
         "len_enc": "b",
@@ -137,7 +136,7 @@ SPEC: Final[dict[str, FieldSpec]] = {
         "max_len": 8,
         "kind": "b",
         "desc": "Bitmap, Secondary",
-    },  # noqa: E501
+    },
     "2": _llvar_n(19, "Primary Account Number"),
     "3": _n(6, "Processing Code"),
     "4": _n(12, "Amount, Transaction"),
@@ -177,6 +176,7 @@ SPEC: Final[dict[str, FieldSpec]] = {
     "90": _n(42, "Original Data Elements"),
     "128": _b(8, "Message Authentication Code (secondary)"),
 }
+# fmt: on
 
 #: Field numbers the profile defines, for quick membership tests.
 DEFINED_FIELDS: Final = frozenset(int(k) for k in SPEC if k.isdigit())
