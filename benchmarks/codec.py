@@ -1,0 +1,80 @@
+"""Encode and decode throughput of the wire profile for a 0200 sale and its 0210.
+
+Usage: python benchmarks/codec.py [--messages N] [--runs R]
+
+Prints messages per second (median of R runs) for: message encode, message
+decode, and the whole receive path (frame decode + message decode). Timing
+uses time.perf_counter; the machine is shared, so compare medians, not bests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.wire.samples import SALE_0200, SALE_0210
+
+from cardtally.wire import (
+    FrameDecoder,
+    Message,
+    Tpdu,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+
+
+def rate(operation: Callable[[], object], count: int, runs: int) -> float:
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(count):
+            operation()
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def bench(message: Message, count: int, runs: int) -> dict[str, float]:
+    raw = encode_message(message)
+    frame = encode_frame(Tpdu(1, 2), raw)
+
+    def receive() -> None:
+        for body in FrameDecoder().feed(frame):
+            decode_frame(body)
+
+    return {
+        "encode": rate(lambda: encode_message(message), count, runs),
+        "decode": rate(lambda: decode_message(raw), count, runs),
+        "frame+decode": rate(receive, count, runs),
+        "bytes": float(len(raw)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="messages per run")
+    parser.add_argument("--runs", type=int, default=5, help="runs; the median is reported")
+    args = parser.parse_args()
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, "
+        f"{args.runs} runs x {args.messages} messages, median msg/s"
+    )
+    print(f"{'message':<10}{'bytes':>6}{'encode':>12}{'decode':>12}{'frame+decode':>14}")
+    for name, message in (("0200 sale", SALE_0200), ("0210", SALE_0210)):
+        r = bench(message, args.messages, args.runs)
+        print(
+            f"{name:<10}{int(r['bytes']):>6}{r['encode']:>12,.0f}{r['decode']:>12,.0f}"
+            f"{r['frame+decode']:>14,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

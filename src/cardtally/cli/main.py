@@ -1,0 +1,90 @@
+"""The ``cardtally`` command: one root with a subcommand per party or job."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cardtally import __version__
+from cardtally.cli import demo as demo_cli
+from cardtally.cli import home as home_cli
+from cardtally.cli import wire as wire_cli
+from cardtally.cli._output import EXIT_INTERNAL, EXIT_USAGE, err
+from cardtally.cli._state import CliState
+from cardtally.config import HOME_ENV, ConfigError, resolve_home
+from cardtally.security import SecurityError
+from cardtally.storage import StorageError
+from cardtally.wire import WireError
+
+app = typer.Typer(
+    name="cardtally",
+    help=(
+        "Card-present payments where an interrupted swipe never costs anyone money: "
+        "POS terminal -> acquirer switch -> issuer over ISO 8583."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(wire_cli.app, name="wire")
+app.add_typer(home_cli.config_app, name="config")
+app.command("init")(home_cli.init_command)
+app.command("demo")(demo_cli.demo_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cardtally {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar=HOME_ENV,
+            help="Where this deployment keeps config, databases and keys [default: ./.cardtally].",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = CliState(home=resolve_home(home))
+
+
+#: Errors that are the user's input or environment, not our bug: one line, exit 2.
+USER_ERRORS = (ConfigError, WireError, SecurityError, StorageError)
+
+
+def run() -> None:
+    """Console-script entry: user errors as one line, bugs without a traceback wall."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for developers
+        if os.environ.get("CARDTALLY_DEBUG"):
+            traceback.print_exc()
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+            "This is a bug in cardtally. Set CARDTALLY_DEBUG=1 to see the traceback.",
+            markup=True,
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,150 @@
+"""The home directory: where a deployment keeps its config, databases and keys.
+
+Chosen by ``--home``, else ``$CARDTALLY_HOME``, else ``./.cardtally``. The
+config is ``<home>/cardtally.toml``; a missing file means the defaults below,
+so a fresh home works without editing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cardtally.config._schema import (
+    ConfigError,
+    Field,
+    Section,
+    boolean,
+    choice,
+    database_url,
+    integer,
+    text,
+    validate,
+)
+from cardtally.money import CURRENCIES
+
+HOME_ENV: Final = "CARDTALLY_HOME"
+DEFAULT_HOME: Final = Path(".cardtally")
+CONFIG_FILE: Final = "cardtally.toml"
+PORT: Final = integer(1, 65535)
+
+SCHEMA: Final[dict[str, Section]] = {
+    "network": {
+        "currency": Field(choice(*CURRENCIES), "156", "ISO 4217 numeric currency of the network"),
+        "acquirer_id": Field(text, "48020000", "acquiring institution ID sent in field 32"),
+    },
+    "wire": {
+        "frame_bytes_max": Field(integer(64, 65535), 4096, "largest frame accepted on a link"),
+        "app_header": Field(boolean, False, "6-byte application header after the TPDU"),
+    },
+    "issuer": {
+        "host": Field(text, "127.0.0.1", "address the issuer host listens on"),
+        "port": Field(PORT, 9583, "TCP port of the issuer host"),
+        "database": Field(database_url, "sqlite:///issuer.db", "issuer database URL"),
+    },
+    "switch": {
+        "host": Field(text, "127.0.0.1", "address the acquirer switch listens on"),
+        "port": Field(PORT, 9584, "TCP port of the acquirer switch"),
+        "database": Field(database_url, "sqlite:///switch.db", "switch database URL"),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WireConfig:
+    frame_bytes_max: int
+    app_header: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PartyConfig:
+    host: str
+    port: int
+    database: str  # absolute URL: relative SQLite paths are resolved against the home
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    home: Path
+    currency: str
+    acquirer_id: str
+    wire: WireConfig
+    issuer: PartyConfig
+    switch: PartyConfig
+
+
+def resolve_home(option: str | Path | None, environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    chosen = option or env.get(HOME_ENV) or DEFAULT_HOME
+    return Path(chosen).expanduser().absolute()
+
+
+def config_path(home: Path) -> Path:
+    return home / CONFIG_FILE
+
+
+def resolve_database_url(home: Path, url: str) -> str:
+    """``sqlite:///issuer.db`` lives in the home; ``sqlite:////abs/x.db`` stays put."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return prefix + str(home / url[len(prefix) :])
+    return url
+
+
+def load_config(home: Path) -> Config:
+    """Read and validate ``<home>/cardtally.toml``; raise :class:`ConfigError` on any problem."""
+    path = config_path(home)
+    raw = _read_toml(path)
+    try:
+        values = validate(raw, SCHEMA)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.message, str(path)) from None
+    return Config(
+        home=home,
+        currency=values["network"]["currency"],
+        acquirer_id=values["network"]["acquirer_id"],
+        wire=WireConfig(**values["wire"]),
+        issuer=_party(home, values["issuer"]),
+        switch=_party(home, values["switch"]),
+    )
+
+
+def _party(home: Path, values: dict[str, Any]) -> PartyConfig:
+    return PartyConfig(
+        values["host"], values["port"], resolve_database_url(home, values["database"])
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"invalid TOML: {exc}", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config: {exc}", str(path)) from None
+
+
+def default_config_text() -> str:
+    """The config ``cardtally init`` writes: every key, its default and what it means."""
+    lines = ["# cardtally configuration. Every key is optional; shown here with its default.", ""]
+    for section_name, section in SCHEMA.items():
+        lines.append(f"[{section_name}]")
+        for name, fld in section.items():
+            lines.append(f"# {fld.help}")
+            lines.append(f"{name} = {_toml_value(fld.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

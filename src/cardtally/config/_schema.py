@@ -1,0 +1,107 @@
+"""Validation of the home's TOML config against a small typed schema.
+
+Every problem is reported as one line naming the dotted key, what was expected
+and what was found, so an operator can fix a config without reading code.
+Unknown keys are errors too: a typo such as ``prot = 9583`` must not silently
+fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the offending key."""
+
+    def __init__(self, key: str, message: str, path: str | None = None) -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
+        self.key = key
+        self.message = message
+        self.path = path
+
+
+Validator = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    validator: Validator
+    default: Any
+    help: str
+
+
+def integer(minimum: int, maximum: int) -> Validator:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer {minimum}..{maximum}, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise ConfigError(key, f"expected an integer {minimum}..{maximum}, got {value}")
+        return value
+
+    return check
+
+
+def boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def choice(*options: str) -> Validator:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(key, f"expected one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def database_url(key: str, value: Any) -> str:
+    text(key, value)
+    if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise ConfigError(
+            key,
+            f"expected a 'sqlite:///PATH' or 'postgresql+psycopg://...' URL, got {value!r}",
+        )
+    return str(value)
+
+
+Section = Mapping[str, Field]
+
+
+def validate(raw: Mapping[str, Any], schema: Mapping[str, Section]) -> dict[str, dict[str, Any]]:
+    """Apply defaults and validators; raise :class:`ConfigError` on the first problem."""
+    _refuse_unknown("", raw, schema)
+    result: dict[str, dict[str, Any]] = {}
+    for section_name, section in schema.items():
+        given = raw.get(section_name, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(section_name, f"expected a [{section_name}] table, got {given!r}")
+        _refuse_unknown(section_name + ".", given, section)
+        result[section_name] = {
+            name: fld.validator(f"{section_name}.{name}", given[name])
+            if name in given
+            else fld.default
+            for name, fld in section.items()
+        }
+    return result
+
+
+def _refuse_unknown(prefix: str, given: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            allowed = ", ".join(prefix + k for k in known)
+            raise ConfigError(prefix + key, f"unknown key{hint}; known keys: {allowed}")

@@ -1,0 +1,79 @@
+"""The home's TOML config: defaults, validation with the offending key, precedence."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cardtally.config import (
+    ConfigError,
+    config_path,
+    default_config_text,
+    load_config,
+    resolve_home,
+)
+
+
+def write(home: Path, text: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    config_path(home).write_text(text, encoding="utf-8")
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path)
+    assert config.issuer.port == 9583
+    assert config.currency == "156"
+    assert config.issuer.database == f"sqlite:///{tmp_path}/issuer.db"
+
+
+def test_default_text_is_valid_toml_and_loads_to_the_defaults(tmp_path: Path) -> None:
+    tomllib.loads(default_config_text())
+    write(tmp_path, default_config_text())
+    written = load_config(tmp_path)
+    config_path(tmp_path).unlink()
+    assert written == load_config(tmp_path)
+
+
+def test_values_override_defaults(tmp_path: Path) -> None:
+    write(tmp_path, '[switch]\nport = 10000\ndatabase = "postgresql+psycopg://u@h/db"\n')
+    config = load_config(tmp_path)
+    assert config.switch.port == 10000
+    assert config.switch.database == "postgresql+psycopg://u@h/db"
+    assert config.issuer.port == 9583
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("[issuer]\nport = 'abc'\n", "issuer.port", "expected an integer 1..65535"),
+        ("[issuer]\nport = 70000\n", "issuer.port", "got 70000"),
+        ("[issuer]\nprot = 9583\n", "issuer.prot", "did you mean 'issuer.port'"),
+        ("[isuer]\nport = 1\n", "isuer", "did you mean 'issuer'"),
+        ("[wire]\napp_header = 'yes'\n", "wire.app_header", "true or false"),
+        ("[network]\ncurrency = '999'\n", "network.currency", "expected one of"),
+        ("[switch]\ndatabase = 'mysql://x'\n", "switch.database", "sqlite:///PATH"),
+        ("issuer = 3\n", "issuer", "expected a [issuer] table"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert str(config_path(tmp_path)) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_broken_toml_is_one_line_with_position(tmp_path: Path) -> None:
+    write(tmp_path, "[issuer\nport = 1\n")
+    with pytest.raises(ConfigError, match=r"invalid TOML: .*line 1"):
+        load_config(tmp_path)
+
+
+def test_home_precedence(tmp_path: Path) -> None:
+    assert resolve_home(tmp_path / "a", {"CARDTALLY_HOME": str(tmp_path / "b")}) == tmp_path / "a"
+    assert resolve_home(None, {"CARDTALLY_HOME": str(tmp_path / "b")}) == tmp_path / "b"
+    assert resolve_home(None, {}) == Path(".cardtally").absolute()
