@@ -35,6 +35,11 @@ from tests.wire.samples import ALL
 FRAME_BYTES_MAX = 4096
 _FIELDS = sorted(n for n in DEFINED_FIELDS if n != 1)
 _PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
+_ALPHABETS = {
+    "n": string.digits,
+    "z": string.digits + "D",
+    "an": string.ascii_letters + string.digits + " ",
+}
 
 
 def random_value(rng: random.Random, number: int) -> str:
@@ -43,7 +48,11 @@ def random_value(rng: random.Random, number: int) -> str:
     kind = spec["kind"]
     if kind == "b":
         return rng.randbytes(size).hex().upper()
-    alphabet = {"n": string.digits, "z": string.digits + "D"}.get(kind, _PRINTABLE)
+    alphabet = {
+        "n": string.digits,
+        "z": string.digits + "D",
+        "an": string.ascii_letters + string.digits + " ",
+    }.get(kind, _PRINTABLE)
     return "".join(rng.choice(alphabet) for _ in range(size))
 
 

@@ -9,6 +9,11 @@ from hypothesis import strategies as st
 from cardtally.wire import DEFINED_FIELDS, KNOWN_MTIS, SPEC, Message, luhn_check_digit
 
 _PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
+_ALPHABETS = {
+    "n": string.digits,
+    "z": string.digits + "D",
+    "an": string.ascii_letters + string.digits + " ",
+}
 
 
 def field_value(number: int) -> st.SearchStrategy[str]:
@@ -20,7 +25,11 @@ def field_value(number: int) -> st.SearchStrategy[str]:
         if fixed:
             return st.binary(min_size=size, max_size=size).map(lambda b: b.hex().upper())
         return st.binary(min_size=0, max_size=size).map(lambda b: b.hex().upper())
-    alphabet = {"n": string.digits, "z": string.digits + "D"}.get(kind, _PRINTABLE)
+    alphabet = {
+        "n": string.digits,
+        "z": string.digits + "D",
+        "an": string.ascii_letters + string.digits + " ",
+    }.get(kind, _PRINTABLE)
     if fixed:
         return st.text(alphabet, min_size=size, max_size=size)
     return st.text(alphabet, min_size=0, max_size=size)

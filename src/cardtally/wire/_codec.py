@@ -23,6 +23,8 @@ MTI_BYTES: Final = 2
 BITMAP_BYTES: Final = 8
 MAC_BYTES: Final = 8
 _PRINTABLE: Final = frozenset(range(0x20, 0x7F))
+# ISO "an": letters and digits; space allowed because auth codes arrive space-padded.
+_ALPHANUMERIC: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ")
 _DIGITS: Final = frozenset("0123456789")
 _TRACK: Final = frozenset("0123456789D")
 _HEX: Final = frozenset("0123456789ABCDEF")
@@ -142,7 +144,9 @@ def _content_problem(kind: str, value: str) -> str | None:
         return f"numeric field holds a non-digit nibble: {value!r}"
     if kind == "z" and not set(value) <= _TRACK:
         return "track data holds a nibble other than 0-9 and the separator D"
-    if kind in ("an", "ans") and not set(value.encode("ascii", "replace")) <= _PRINTABLE:
+    if kind == "an" and not set(value.encode("ascii", "replace")) <= _ALPHANUMERIC:
+        return "alphanumeric field holds a byte other than a letter, digit or space"
+    if kind == "ans" and not set(value.encode("ascii", "replace")) <= _PRINTABLE:
         return "text field holds a non-printable byte"
     return None
 

@@ -56,6 +56,8 @@ class Tpdu:
     tpdu_id: int = TPDU_ID
 
     def __post_init__(self) -> None:
+        if self.tpdu_id != TPDU_ID:
+            raise ValueError(f"TPDU ID must be {TPDU_ID:#04x}, got {self.tpdu_id:#04x}")
         for name in ("destination", "source"):
             value = getattr(self, name)
             if not 0 <= value <= 0xFFFF:

@@ -65,12 +65,14 @@ class Message:
         return Message(mti or self.mti, merged)
 
     def response(self, response_code: str, changes: Mapping[int, str | None] = {}) -> Message:
-        """The answer to this request: MTI + 10, the request's fields echoed, field 39 set.
+        """The answer to this request: MTI + 10, the matching fields echoed, field 39 set.
 
-        The PIN block, track data and MAC are never echoed; the responder adds its
-        own MAC when the link needs one.
+        Only what the requester matches on is echoed (processing code, amount,
+        STAN, terminal, merchant, currency, field 60): card data, PIN blocks and
+        the MAC never travel back. The responder adds RRN, auth code and its own
+        MAC as the message needs.
         """
-        echoed = {n: v for n, v in self.fields.items() if n not in _NOT_ECHOED}
+        echoed = {n: v for n, v in self.fields.items() if n in _ECHOED}
         echoed[39] = response_code
         return Message(response_mti(self.mti), echoed).with_fields(changes)
 
@@ -136,7 +138,7 @@ class Message:
         return f"Message(mti={self.mti!r}, fields={shown!r})"
 
 
-_NOT_ECHOED = frozenset({35, 36, 52, 53, 55, 64, 128})
+_ECHOED = frozenset({3, 4, 11, 41, 42, 49, 60})
 
 
 def _hex_field(message: Message, number: int) -> bytes | None:
