@@ -1,16 +1,20 @@
 """Encode and decode throughput of the wire profile for a 0200 sale and its 0210.
 
-Usage: python benchmarks/codec.py [--messages N] [--runs R]
+Usage: python benchmarks/codec.py [--messages N] [--runs R] [--profile]
 
 Prints messages per second (median of R runs) for: message encode, message
 decode, and the whole receive path (frame decode + message decode). Timing
 uses time.perf_counter; the machine is shared, so compare medians, not bests.
+``--profile`` instead prints where the time goes (cProfile, so slower overall):
+the share spent inside pyiso8583 and inside cardtally's own wire checks.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import platform
+import pstats
 import statistics
 import sys
 import time
@@ -58,11 +62,42 @@ def bench(message: Message, count: int, runs: int) -> dict[str, float]:
     }
 
 
+def profile_shares(count: int) -> dict[str, float]:
+    """Fraction of the 0200 encode + receive time spent per package (by own time)."""
+    raw_frame = encode_frame(Tpdu(1, 2), encode_message(SALE_0200))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(count):
+        encode_message(SALE_0200)
+        for body in FrameDecoder().feed(raw_frame):
+            decode_frame(body)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    own = {"pyiso8583": 0.0, "cardtally.wire": 0.0, "other": 0.0}
+    for (path, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.items():
+        if "/iso8583/" in path:
+            own["pyiso8583"] += tottime
+        elif "/cardtally/wire/" in path:
+            own["cardtally.wire"] += tottime
+        else:
+            own["other"] += tottime
+    total = sum(own.values())
+    return {name: seconds / total for name, seconds in own.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000, help="messages per run")
     parser.add_argument("--runs", type=int, default=5, help="runs; the median is reported")
+    parser.add_argument("--profile", action="store_true", help="print where the time goes")
     args = parser.parse_args()
+    if args.profile:
+        shares = profile_shares(args.messages)
+        print(
+            "0200 encode + frame receive, share of own time: "
+            + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        )
+        return
     print(
         f"python {platform.python_version()} on {platform.machine()}, "
         f"{args.runs} runs x {args.messages} messages, median msg/s"

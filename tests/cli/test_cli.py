@@ -73,6 +73,7 @@ def test_decode_json_masks_unless_asked(tmp_path: Path) -> None:
     assert doc["tpdu"] == {"destination": 1, "source": 2}
     assert doc["fields"]["2"] == PAN[:6] + "******" + PAN[-4:]
     assert PAN not in doc["fields"]["35"]
+    assert doc["fields"]["52"] == "<PIN block>"
     shown = runner.invoke(
         app, ["wire", "decode", "--framed", "--json", "--show-pan", SALE_FRAME_HEX]
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
+from tests.storage.threads import run_in_threads
 
 from cardtally.storage import (
     StorageError,
@@ -97,19 +97,7 @@ def test_concurrent_migrations_apply_once(db_url: str) -> None:
 
 def test_migrations_in_threads_do_not_collide(db_url: str) -> None:
     engines = [open_engine(db_url) for _ in range(3)]
-    errors: list[BaseException] = []
-
-    def run(engine: Engine) -> None:
-        try:
-            migrate(engine, "core")
-        except BaseException as exc:  # reported below; a thread cannot fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads([lambda e=e: migrate(e, "core") for e in engines])
     try:
         assert errors == []
         assert all(is_up_to_date(e, "core") for e in engines)
@@ -137,3 +125,20 @@ def test_migrate_on_unreachable_database_is_a_storage_error() -> None:
     finally:
         engine.dispose()
     assert "s3cret" not in str(caught.value)
+
+
+def test_core_refuses_to_downgrade_and_keeps_the_log(core_engine: Engine) -> None:
+    from alembic import command
+
+    from cardtally.storage import StorageError, alembic_config, append_event, events, transaction
+
+    with transaction(core_engine) as conn:
+        append_event(conn, 1, "kept", None, {})
+    config = alembic_config("core")
+    with core_engine.connect() as conn:
+        config.attributes["connection"] = conn
+        with pytest.raises(StorageError, match="cannot be downgraded"):
+            command.downgrade(config, "base")
+    assert current_revision(core_engine, "core") == head_revision("core")
+    with core_engine.connect() as conn:
+        assert [e.kind for e in events(conn)] == ["kept"]

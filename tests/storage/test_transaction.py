@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from tests.storage.threads import run_in_threads
 
 from cardtally.storage import (
     StorageError,
@@ -78,22 +78,14 @@ def test_read_then_write_transactions_serialize_on_sqlite(tmp_path: Path) -> Non
     engine = open_engine(url)
     migrate(engine)
     writers, rounds = 4, 10
-    errors: list[BaseException] = []
 
     def write() -> None:
-        try:
-            for _ in range(rounds):
-                with transaction(engine) as conn:
-                    seen = len(events(conn, limit=1_000))
-                    append_event(conn, seen, "tick", None, {})
-        except BaseException as exc:  # reported below; a thread cannot fail the test
-            errors.append(exc)
+        for _ in range(rounds):
+            with transaction(engine) as conn:
+                seen = len(events(conn, limit=1_000))
+                append_event(conn, seen, "tick", None, {})
 
-    threads = [threading.Thread(target=write) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads([write] * writers)
     try:
         assert errors == []
         with engine.connect() as conn:

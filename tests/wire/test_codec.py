@@ -16,7 +16,7 @@ from cardtally.wire import (
     encode_signed,
     split_mac,
 )
-from tests.wire.samples import PAN, REVERSAL_ADVICE_0420, SALE_0200, SALE_0210
+from tests.wire.samples import PAN, REVERSAL_ADVICE_0420, SALE_0200, SALE_0210, TRACK2
 
 
 def test_sale_round_trips_and_views_are_typed() -> None:
@@ -84,7 +84,9 @@ def test_repr_masks_card_data() -> None:
     text = repr(SALE_0200)
     assert PAN not in text
     assert "622588******" in text
-    assert "<track data>" in text and "<PIN block>" in text
+    assert TRACK2 not in text and TRACK2.split("D")[1] not in text
+    assert f"{PAN[:6]}******{PAN[-4:]}D{'*' * len(TRACK2.split('D')[1])}" in text
+    assert "<PIN block>" in text
 
 
 def test_pan_prints_masked_and_checks_luhn() -> None:

@@ -16,8 +16,6 @@ SEED = int(os.environ.get("CARDTALLY_FUZZ_SEED", "20261121"))
 @pytest.mark.timeout(600)  # a hang is a failure, not a stuck CI job
 def test_only_decode_errors_escape_untrusted_bytes() -> None:
     outcomes = run_campaign(FRAMES, SEED)
-    total = sum(outcomes.values())
-    assert total >= FRAMES
     # The campaign must exercise both sides of the decoder, or it proves nothing.
     assert outcomes["decoded"] > FRAMES // 100
     decode_errors = sum(v for k, v in outcomes.items() if k.startswith("decode error"))

@@ -52,8 +52,11 @@ def root(
         Path | None,
         typer.Option(
             "--home",
-            envvar=HOME_ENV,
-            help="Where this deployment keeps config, databases and keys [default: ./.cardtally].",
+            # CARDTALLY_HOME is read by resolve_home, the one place that knows the order.
+            help=(
+                "Where this deployment keeps config, databases and keys "
+                f"(default: ${HOME_ENV}, else ./.cardtally)."
+            ),
             show_default=False,
         ),
     ] = None,

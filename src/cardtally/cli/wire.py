@@ -24,7 +24,7 @@ from cardtally.wire import (
     describe_mti,
     encode_frame,
     encode_message,
-    mask_pan,
+    masked_field,
 )
 
 app = typer.Typer(
@@ -33,7 +33,6 @@ app = typer.Typer(
 )
 
 _HEX_NOISE = re.compile(r"[\s:]|0x", re.IGNORECASE)
-_TRACK_FIELDS = (35, 36)
 
 
 def _read_argument(value: str | None, what: str) -> str:
@@ -59,14 +58,7 @@ def parse_hex(text: str) -> bytes:
 
 def shown_value(number: int, value: str, show_pan: bool) -> str:
     """Card data masked unless the operator explicitly asks for it."""
-    if show_pan:
-        return value
-    if number == 2:
-        return mask_pan(value)
-    if number in _TRACK_FIELDS:
-        account, _, rest = value.partition("D")
-        return mask_pan(account) + ("D" + "*" * len(rest) if _ else "")
-    return value
+    return value if show_pan else masked_field(number, value)
 
 
 @app.command("decode")
@@ -92,7 +84,9 @@ def decode_command(
     ] = False,
     show_pan: Annotated[
         bool,
-        typer.Option("--show-pan", help="Show card number and track data in clear (careful)."),
+        typer.Option(
+            "--show-pan", help="Show card number, track data and PIN block in clear (careful)."
+        ),
     ] = False,
 ) -> None:
     """Decode captured bytes field by field; errors name the field and byte offset.

@@ -30,6 +30,7 @@ from cardtally.security._keys import (
     key_check_value,
 )
 from cardtally.security._mac import MAC_BYTES, MacAlgorithm, compute_mac, verify_mac
+from cardtally.security._message_mac import message_mac_ok, sign_message
 from cardtally.security._pan_protect import (
     ProtectedPan,
     pan_fingerprint,
@@ -72,9 +73,11 @@ __all__ = [
     "key_check_value",
     "load_data_keys",
     "make_pin_verification",
+    "message_mac_ok",
     "pan_fingerprint",
     "protect_pan",
     "reveal_pan",
+    "sign_message",
     "verify_mac",
     "verify_pin",
 ]

@@ -43,12 +43,11 @@ def pan_digits(pan: Pan | str) -> str:
     return pan
 
 
-def account_number_digits(pan: Pan | str) -> str:
-    """The 12 rightmost PAN digits excluding the check digit (ISO 9564-1)."""
-    digits = pan_digits(pan).rjust(_PAN_FIELD_SOURCE_DIGITS, "0")
-    return digits[-13:-1]
-
-
 def zero_padded_pan(pan: Pan | str) -> str:
     """A PAN that psec's 13-digit minimum accepts and that yields the same field."""
     return pan_digits(pan).rjust(_PAN_FIELD_SOURCE_DIGITS, "0")
+
+
+def account_number_digits(pan: Pan | str) -> str:
+    """The 12 rightmost PAN digits excluding the check digit (ISO 9564-1)."""
+    return zero_padded_pan(pan)[-_PAN_FIELD_SOURCE_DIGITS:-1]

@@ -93,6 +93,14 @@ def check_reachable(engine: Engine) -> str:
     return str(row[0])
 
 
+def connect(engine: Engine) -> Connection:
+    """A connection, or a one-line :class:`StorageError` if the database cannot be reached."""
+    try:
+        return engine.connect()
+    except DBAPIError as exc:
+        raise unreachable(engine, exc) from None
+
+
 def unreachable(engine: Engine, exc: BaseException) -> StorageError:
     """The one-line error for a database we could not connect to."""
     reason = one_line_reason(exc, secret=engine.url.password)

@@ -22,10 +22,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Engine
 
-from cardtally.storage._engine import unreachable
+from cardtally.storage._engine import connect
 from cardtally.storage._errors import StorageError
 
 # A tree name becomes part of a table name.
@@ -77,7 +76,7 @@ def head_revision(tree: str) -> str:
 def current_revision(engine: Engine, tree: str) -> str | None:
     """The revision of ``tree`` the database is at, or ``None`` if never migrated."""
     table = version_table(tree)
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         context = MigrationContext.configure(conn, opts={"version_table": table})
         return context.get_current_revision()
 
@@ -90,20 +89,13 @@ def is_up_to_date(engine: Engine, tree: str) -> bool:
 def migrate(engine: Engine, tree: str = "core") -> str:
     """Upgrade ``tree`` to its head in one transaction and return the revision reached."""
     config = alembic_config(tree)
-    with _ALEMBIC_IN_PROCESS, _connect(engine) as conn:
+    with _ALEMBIC_IN_PROCESS, connect(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     reached = current_revision(engine, tree)
     head = head_revision(tree)
     assert reached == head, f"{tree} migrated to {reached}, head is {head}"
     return head
-
-
-def _connect(engine: Engine) -> Connection:
-    try:
-        return engine.connect()
-    except DBAPIError as exc:
-        raise unreachable(engine, exc) from None
 
 
 def _migrations_root() -> Path:

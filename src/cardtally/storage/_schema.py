@@ -33,7 +33,7 @@ party_table = Table(
     Column("party_id", Text, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="party_single_row"),
-    CheckConstraint("role IN ('issuer', 'switch', 'terminal')", name="party_role_known"),
+    CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="party_role_known"),
     CheckConstraint("party_id <> ''", name="party_id_not_empty"),
 )
 

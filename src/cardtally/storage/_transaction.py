@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
-from cardtally.storage._engine import unreachable
+from cardtally.storage._engine import connect
 
 
 @contextmanager
@@ -24,9 +23,6 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (see ``open_engine``),
     so concurrent writers queue on the lock instead of failing half-way.
     """
-    try:
-        conn = engine.connect()
-    except DBAPIError as exc:
-        raise unreachable(engine, exc) from None
+    conn = connect(engine)
     with conn, conn.begin():
         yield conn

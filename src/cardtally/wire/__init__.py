@@ -32,7 +32,14 @@ from cardtally.wire._framing import (
 )
 from cardtally.wire._message import Message, pad_merchant_id, pad_terminal_id
 from cardtally.wire._mti import describe_mti, is_repeat, original_of, response_mti
-from cardtally.wire._pan import Pan, PanError, luhn_check_digit, luhn_ok, mask_pan
+from cardtally.wire._pan import (
+    Pan,
+    PanError,
+    luhn_check_digit,
+    luhn_ok,
+    mask_pan,
+    masked_field,
+)
 from cardtally.wire._spec import DEFINED_FIELDS, KNOWN_MTIS, SPEC
 
 __all__ = [
@@ -70,6 +77,7 @@ __all__ = [
     "luhn_ok",
     "mac_field_of",
     "mask_pan",
+    "masked_field",
     "original_of",
     "pad_merchant_id",
     "pad_terminal_id",

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from cardtally.money import Money
 from cardtally.wire._mti import response_mti
-from cardtally.wire._pan import Pan, mask_pan
+from cardtally.wire._pan import Pan, masked_field
 
 CNY = "156"
 TERMINAL_ID_BYTES = 8
@@ -134,7 +134,7 @@ class Message:
         return _hex_field(self, 128) if 128 in self.fields else _hex_field(self, 64)
 
     def __repr__(self) -> str:
-        shown = {n: _masked_value(n, v) for n, v in self.fields.items()}
+        shown = {n: masked_field(n, v) for n, v in self.fields.items()}
         return f"Message(mti={self.mti!r}, fields={shown!r})"
 
 
@@ -144,14 +144,3 @@ _ECHOED = frozenset({3, 4, 11, 41, 42, 49, 60})
 def _hex_field(message: Message, number: int) -> bytes | None:
     raw = message.fields.get(number)
     return None if raw is None else bytes.fromhex(raw)
-
-
-def _masked_value(number: int, value: str) -> str:
-    """Card data never reaches a repr, a log line or a traceback in clear."""
-    if number == 2:
-        return mask_pan(value)
-    if number in (35, 36):
-        return "<track data>"
-    if number == 52:
-        return "<PIN block>"
-    return value

@@ -40,6 +40,23 @@ def mask_pan(digits: str) -> str:
     return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
 
 
+def masked_field(number: int, value: str) -> str:
+    """A field value as logs, screens and reprs may show it.
+
+    The PAN shows first 6 and last 4; track data keeps the masked account number
+    and hides the rest (expiry, service code, discretionary data); the PIN block
+    is hidden whole. Other fields are returned unchanged.
+    """
+    if number == 2:
+        return mask_pan(value)
+    if number in (35, 36):
+        account, separator, rest = value.partition("D")
+        return mask_pan(account) + separator + "*" * len(rest)
+    if number == 52:
+        return "<PIN block>"
+    return value
+
+
 class Pan:
     """A card number. ``str``, ``repr`` and f-strings show only the mask.
 

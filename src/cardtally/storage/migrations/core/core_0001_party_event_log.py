@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from cardtally.storage._append_only import append_only_ddl
+from cardtally.storage._errors import StorageError
 
 revision: str = "core_0001"
 down_revision: str | Sequence[str] | None = None
@@ -53,5 +54,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Going below core_0001 would drop the event log, and nothing is deleted.
-    raise NotImplementedError("core_0001 cannot be downgraded: it would delete the event log")
+    # A deliberate refusal, not a missing step: going below core_0001 would drop the
+    # event log, and nothing is ever deleted.
+    raise StorageError("core_0001 cannot be downgraded: it would delete the event log")
