@@ -72,8 +72,8 @@ def encode_signed(message: Message, compute_mac: Callable[[bytes], bytes]) -> by
     message minus its last 8 bytes, with the MAC bit already set in the bitmap.
     """
     mac_field = mac_field_of(message)
-    placeholder = message.with_fields({64: None, 128: None, mac_field: "00" * MAC_BYTES})
-    raw = encode_message(placeholder)
+    zero_mac = message.with_fields({64: None, 128: None, mac_field: "00" * MAC_BYTES})
+    raw = encode_message(zero_mac)
     mac = compute_mac(raw[:-MAC_BYTES])
     if len(mac) != MAC_BYTES:
         raise EncodeError(str(mac_field), f"MAC is {len(mac)} bytes, expected {MAC_BYTES}")
