@@ -77,3 +77,33 @@ def test_home_precedence(tmp_path: Path) -> None:
     assert resolve_home(tmp_path / "a", {"CARDTALLY_HOME": str(tmp_path / "b")}) == tmp_path / "a"
     assert resolve_home(None, {"CARDTALLY_HOME": str(tmp_path / "b")}) == tmp_path / "b"
     assert resolve_home(None, {}) == Path(".cardtally").absolute()
+
+
+def test_issuer_lists_and_limits(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        '[issuer]\nbins = ["622588"]\nnotice_sinks = []\nnotice_webhook = "http://127.0.0.1:1/n"\n',
+    )
+    issuer = load_config(tmp_path).issuer
+    assert issuer.bins == ("622588",)
+    assert issuer.notice_sinks == ()
+    assert issuer.notice_webhook == "http://127.0.0.1:1/n"
+    assert issuer.no_pin_limit_minor == 100_000
+    assert issuer.notice_jsonl == tmp_path / "notices.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('bins = ["62258"]', "6-digit strings, got item '62258'"),
+        ('bins = ["622588", "622588"]', "duplicates"),
+        ("bins = []", "non-empty list"),
+        ('notice_sinks = ["sms"]', "console, jsonl, webhook, got item 'sms'"),
+        ("no_pin_limit_minor = -1", "expected an integer 0..1000000000000"),
+    ],
+)
+def test_issuer_list_errors_name_the_key(tmp_path: Path, line: str, message: str) -> None:
+    write(tmp_path, f"[issuer]\n{line}\n")
+    with pytest.raises(ConfigError, match="issuer\\.") as caught:
+        load_config(tmp_path)
+    assert message in str(caught.value)

@@ -11,7 +11,7 @@ import pytest
 from cardtally.security import (
     DATA_KEYS_ENV,
     KeyFileError,
-    _data_keys,
+    _secret_file,
     create_data_keys,
     data_keys_path,
     load_data_keys,
@@ -157,5 +157,5 @@ def test_publishing_never_replaces_a_file_that_appeared_meanwhile(tmp_path: Path
     target = tmp_path / "data.keys"
     target.write_text("old")
     with pytest.raises(KeyFileError, match="already exists"):
-        _data_keys._publish_without_overwrite(tmp, target)
+        _secret_file._publish_without_overwrite(tmp, target)
     assert target.read_text() == "old"

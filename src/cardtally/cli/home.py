@@ -11,13 +11,21 @@ from rich.table import Table
 from cardtally.cli._output import EXIT_PROBLEM, err, out
 from cardtally.cli._state import state_of
 from cardtally.config import config_path, default_config_text
-from cardtally.security import KeyFileError, create_data_keys, data_keys_path, load_data_keys
+from cardtally.security import (
+    KeyFileError,
+    create_data_keys,
+    create_issuer_keys,
+    data_keys_path,
+    issuer_keys_path,
+    load_data_keys,
+    load_issuer_keys,
+)
 
 config_app = typer.Typer(help="Show and check the home's configuration.", no_args_is_help=True)
 
 
 def init_command(ctx: typer.Context) -> None:
-    """Create a home: a config file with every default written out, and data-protection keys.
+    """Create a home: a config with every default written out, data keys and issuer keys.
 
     Existing files are kept, never overwritten. Choose the home with --home or
     CARDTALLY_HOME (default ./.cardtally).
@@ -30,11 +38,14 @@ def init_command(ctx: typer.Context) -> None:
     else:
         path.write_text(default_config_text(), encoding="utf-8")
         out.print(f"config      created  {path}")
-    keys = data_keys_path(home)
-    if keys.exists():
-        out.print(f"data keys   kept     {keys}")
-    else:
-        out.print(f"data keys   created  {create_data_keys(home)}  (mode 0600; back it up)")
+    for label, path, create in (
+        ("data keys  ", data_keys_path(home), create_data_keys),
+        ("issuer keys", issuer_keys_path(home), create_issuer_keys),
+    ):
+        if path.exists():
+            out.print(f"{label} kept     {path}")
+        else:
+            out.print(f"{label} created  {create(home)}  (mode 0600; back it up)")
     state_of(ctx).config()  # a kept config must still be valid
     out.print(f"home ready: {home}")
 
@@ -65,12 +76,17 @@ def check_command(ctx: typer.Context) -> None:
     state = state_of(ctx)
     state.config()
     out.print(f"config      ok  {config_path(state.home)}")
-    try:
-        load_data_keys(state.home)
-    except KeyFileError as exc:
-        err.print(f"data keys   PROBLEM  {exc}")
-        raise typer.Exit(EXIT_PROBLEM) from None
-    out.print("data keys   ok")
+    problems = 0
+    for label, load in (("data keys  ", load_data_keys), ("issuer keys", load_issuer_keys)):
+        try:
+            load(state.home)
+        except KeyFileError as exc:
+            err.print(f"{label} PROBLEM  {exc}")
+            problems += 1
+        else:
+            out.print(f"{label} ok")
+    if problems:
+        raise typer.Exit(EXIT_PROBLEM)
 
 
 def _flatten(values: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:

@@ -14,10 +14,16 @@ from rich.markup import escape
 from cardtally import __version__
 from cardtally.cli import demo as demo_cli
 from cardtally.cli import home as home_cli
+from cardtally.cli import issuer as issuer_cli
+from cardtally.cli import ledger as ledger_cli
 from cardtally.cli import wire as wire_cli
 from cardtally.cli._output import EXIT_INTERNAL, EXIT_USAGE, err
 from cardtally.cli._state import CliState
 from cardtally.config import HOME_ENV, ConfigError, resolve_home
+from cardtally.issuer import CardError
+from cardtally.ledger import LedgerError
+from cardtally.money import MoneyError
+from cardtally.notices import NoticeError
 from cardtally.security import SecurityError
 from cardtally.storage import StorageError
 from cardtally.wire import WireError
@@ -35,6 +41,8 @@ app = typer.Typer(
 )
 app.add_typer(wire_cli.app, name="wire")
 app.add_typer(home_cli.config_app, name="config")
+app.add_typer(issuer_cli.app, name="issuer")
+app.add_typer(ledger_cli.app, name="ledger")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
 
@@ -69,7 +77,16 @@ def root(
 
 
 #: Errors that are the user's input or environment, not our bug: one line, exit 2.
-USER_ERRORS = (ConfigError, WireError, SecurityError, StorageError)
+USER_ERRORS = (
+    ConfigError,
+    WireError,
+    SecurityError,
+    StorageError,
+    LedgerError,
+    CardError,
+    NoticeError,
+    MoneyError,
+)
 
 
 def run() -> None:

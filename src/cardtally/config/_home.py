@@ -19,8 +19,11 @@ from cardtally.config._schema import (
     Section,
     boolean,
     choice,
+    choices,
     database_url,
+    digit_strings,
     integer,
+    optional_text,
     text,
     validate,
 )
@@ -30,6 +33,8 @@ HOME_ENV: Final = "CARDTALLY_HOME"
 DEFAULT_HOME: Final = Path(".cardtally")
 CONFIG_FILE: Final = "cardtally.toml"
 PORT: Final = integer(1, 65535)
+AMOUNT_MINOR: Final = integer(0, 10**12)
+NOTICE_SINKS: Final = ("console", "jsonl", "webhook")
 
 SCHEMA: Final[dict[str, Section]] = {
     "network": {
@@ -44,6 +49,30 @@ SCHEMA: Final[dict[str, Section]] = {
         "host": Field(text, "127.0.0.1", "address the issuer host listens on"),
         "port": Field(PORT, 9583, "TCP port of the issuer host"),
         "database": Field(database_url, "sqlite:///issuer.db", "issuer database URL"),
+        "bins": Field(
+            digit_strings(6), ["622588", "625807"], "card BINs (first 6 PAN digits) issued here"
+        ),
+        "no_pin_limit_minor": Field(
+            AMOUNT_MINOR, 100_000, "new cards: largest sale without a PIN, minor units"
+        ),
+        "per_txn_limit_minor": Field(
+            AMOUNT_MINOR, 5_000_000, "new cards: largest single debit, minor units"
+        ),
+        "daily_limit_minor": Field(
+            AMOUNT_MINOR, 20_000_000, "new cards: debits per local day, minor units"
+        ),
+        "pin_tries_max": Field(integer(1, 9), 3, "wrong PINs in a row before a card locks (75)"),
+        "hold_days": Field(integer(1, 90), 30, "days a pre-authorisation hold lasts"),
+        "connections_max": Field(integer(1, 10_000), 256, "TCP connections served at once"),
+        "in_flight_max": Field(
+            integer(1, 1024), 32, "requests awaiting an answer per connection before reading pauses"
+        ),
+        "batch_max": Field(integer(1, 4096), 128, "requests committed in one transaction"),
+        "notice_sinks": Field(
+            choices(*NOTICE_SINKS), ["console", "jsonl"], "where cardholder notices are delivered"
+        ),
+        "notice_jsonl": Field(text, "notices.jsonl", "JSON-lines notice file (relative: in home)"),
+        "notice_webhook": Field(optional_text, "", "URL notices are POSTed to ('' for none)"),
     },
     "switch": {
         "host": Field(text, "127.0.0.1", "address the acquirer switch listens on"),
@@ -67,12 +96,31 @@ class PartyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    host: str
+    port: int
+    database: str
+    bins: tuple[str, ...]
+    no_pin_limit_minor: int
+    per_txn_limit_minor: int
+    daily_limit_minor: int
+    pin_tries_max: int
+    hold_days: int
+    connections_max: int
+    in_flight_max: int
+    batch_max: int
+    notice_sinks: tuple[str, ...]
+    notice_jsonl: Path
+    notice_webhook: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     home: Path
     currency: str
     acquirer_id: str
     wire: WireConfig
-    issuer: PartyConfig
+    issuer: IssuerConfig
     switch: PartyConfig
 
 
@@ -107,7 +155,7 @@ def load_config(home: Path) -> Config:
         currency=values["network"]["currency"],
         acquirer_id=values["network"]["acquirer_id"],
         wire=WireConfig(**values["wire"]),
-        issuer=_party(home, values["issuer"]),
+        issuer=_issuer(home, values["issuer"]),
         switch=_party(home, values["switch"]),
     )
 
@@ -116,6 +164,13 @@ def _party(home: Path, values: dict[str, Any]) -> PartyConfig:
     return PartyConfig(
         values["host"], values["port"], resolve_database_url(home, values["database"])
     )
+
+
+def _issuer(home: Path, values: dict[str, Any]) -> IssuerConfig:
+    fields = dict(values)
+    fields["database"] = resolve_database_url(home, values["database"])
+    fields["notice_jsonl"] = home / Path(values["notice_jsonl"]).expanduser()
+    return IssuerConfig(**fields)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -146,5 +201,7 @@ def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        return f"{value:_}" if value >= 100_000 else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -77,6 +77,47 @@ def database_url(key: str, value: Any) -> str:
     return str(value)
 
 
+def optional_text(key: str, value: Any) -> str:
+    """A string that may be empty, where empty means "not set" (e.g. no webhook)."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string (empty for none), got {value!r}")
+    return value.strip()
+
+
+def digit_strings(length: int) -> Validator:
+    """A non-empty list of distinct digit strings of one length (e.g. 6-digit BINs)."""
+
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        expected = f"expected a non-empty list of distinct {length}-digit strings"
+        if not isinstance(value, list) or not value:
+            raise ConfigError(key, f"{expected}, got {value!r}")
+        for item in value:
+            if not (isinstance(item, str) and len(item) == length and item.isdigit()):
+                raise ConfigError(key, f"{expected}, got item {item!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(key, f"{expected}, got duplicates in {value!r}")
+        return tuple(value)
+
+    return check
+
+
+def choices(*options: str) -> Validator:
+    """A list of distinct names out of ``options`` (possibly empty)."""
+
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        expected = f"expected a list of distinct names out of {', '.join(options)}"
+        if not isinstance(value, list):
+            raise ConfigError(key, f"{expected}, got {value!r}")
+        for item in value:
+            if item not in options:
+                raise ConfigError(key, f"{expected}, got item {item!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(key, f"{expected}, got duplicates in {value!r}")
+        return tuple(value)
+
+    return check
+
+
 Section = Mapping[str, Field]
 
 
@@ -89,10 +130,10 @@ def validate(raw: Mapping[str, Any], schema: Mapping[str, Section]) -> dict[str,
         if not isinstance(given, Mapping):
             raise ConfigError(section_name, f"expected a [{section_name}] table, got {given!r}")
         _refuse_unknown(section_name + ".", given, section)
+        # Defaults go through their validator too, so a default list comes out as
+        # the same tuple a written-out value would.
         result[section_name] = {
-            name: fld.validator(f"{section_name}.{name}", given[name])
-            if name in given
-            else fld.default
+            name: fld.validator(f"{section_name}.{name}", given.get(name, fld.default))
             for name, fld in section.items()
         }
     return result

@@ -19,6 +19,13 @@ from cardtally.security._data_keys import (
     load_data_keys,
 )
 from cardtally.security._errors import KeyCheckError, KeyFileError, PinBlockError, SecurityError
+from cardtally.security._issuer_keys import (
+    ISSUER_KEYS_ENV,
+    IssuerKeys,
+    create_issuer_keys,
+    issuer_keys_path,
+    load_issuer_keys,
+)
 from cardtally.security._keys import (
     KCV_BYTES,
     SIGNON_KEYS_BYTES,
@@ -48,11 +55,13 @@ from cardtally.security._pinblock import PIN_BLOCK_BYTES, decrypt_pin_block, enc
 __all__ = [
     "DATA_KEYS_ENV",
     "DECIMALISATION_TABLE",
+    "ISSUER_KEYS_ENV",
     "KCV_BYTES",
     "MAC_BYTES",
     "PIN_BLOCK_BYTES",
     "SIGNON_KEYS_BYTES",
     "DataKeys",
+    "IssuerKeys",
     "KeyCheckError",
     "KeyFileError",
     "MacAlgorithm",
@@ -63,6 +72,7 @@ __all__ = [
     "WorkingKeys",
     "compute_mac",
     "create_data_keys",
+    "create_issuer_keys",
     "data_keys_path",
     "decode_signon_keys",
     "decrypt_pin_block",
@@ -70,8 +80,10 @@ __all__ = [
     "encrypt_pin_block",
     "generate_master_key",
     "generate_working_keys",
+    "issuer_keys_path",
     "key_check_value",
     "load_data_keys",
+    "load_issuer_keys",
     "make_pin_verification",
     "message_mac_ok",
     "pan_fingerprint",

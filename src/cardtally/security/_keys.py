@@ -35,11 +35,11 @@ def key_check_value(key: bytes) -> bytes:
     return _tdes.key_check_value(key, KCV_BYTES)
 
 
-def _kcv_hex(key: bytes) -> str:
+def kcv_hex(key: bytes) -> str:
     return key_check_value(key).hex().upper()
 
 
-def _random_double_key() -> bytes:
+def random_double_key() -> bytes:
     # Parity bits carry no key material; adjusting them keeps HSMs that check
     # parity (most do) from rejecting a key we generated.
     key: bytes = psec.des.adjust_key_parity(secrets.token_bytes(DOUBLE_KEY_BYTES))
@@ -48,7 +48,7 @@ def _random_double_key() -> bytes:
 
 def generate_master_key() -> bytes:
     """A fresh terminal master key: double-length TDES, odd parity, OS CSPRNG."""
-    return _random_double_key()
+    return random_double_key()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +64,14 @@ class WorkingKeys:
 
     def __repr__(self) -> str:
         return (
-            f"WorkingKeys(pin_key_kcv={_kcv_hex(self.pin_key)!r}, "
-            f"mac_key_kcv={_kcv_hex(self.mac_key)!r})"
+            f"WorkingKeys(pin_key_kcv={kcv_hex(self.pin_key)!r}, "
+            f"mac_key_kcv={kcv_hex(self.mac_key)!r})"
         )
 
 
 def generate_working_keys() -> WorkingKeys:
     """Fresh PIN and MAC keys for one terminal session."""
-    return WorkingKeys(pin_key=_random_double_key(), mac_key=_random_double_key())
+    return WorkingKeys(pin_key=random_double_key(), mac_key=random_double_key())
 
 
 def encode_signon_keys(master_key: bytes, keys: WorkingKeys) -> bytes:

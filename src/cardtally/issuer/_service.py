@@ -1,0 +1,142 @@
+"""The issuer as the runtime sees it: batches of frames in, committed answers out.
+
+Group commit: one transaction per batch, one SAVEPOINT per request so a request
+that fails unexpectedly is rolled back alone (and answered 96) while the rest of
+the batch commits. Answers are returned only after the commit, so none leaves
+before the state behind it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from sqlalchemy.engine import Connection, Engine
+
+from cardtally.issuer._core import FINANCIAL, NETWORK_MANAGEMENT, IssuerCore, Outcome
+from cardtally.issuer._store import SqlIssuerStore
+from cardtally.runtime import Counters, Reply, Request, log_event
+from cardtally.storage import transaction
+from cardtally.wire import DecodeError, Message, decode_message, encode_message, response_mti
+from cardtally.wire import _codes as rc
+
+_ANSWERABLE: Final = FINANCIAL | NETWORK_MANAGEMENT
+_MTI_BYTES: Final = 2
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class IssuerService:
+    """Implements the runtime's ``BatchHandler`` for the issuer core."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        core: IssuerCore,
+        *,
+        counters: Counters,
+        logger: logging.Logger,
+        clock_ms: Callable[[], int] = _wall_clock_ms,
+        notices_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._core = core
+        self._counters = counters
+        self._logger = logger
+        self._clock_ms = clock_ms
+        self._notices_written = notices_written
+
+    def handle_batch(self, requests: Sequence[Request]) -> list[Reply]:
+        now_ms = self._clock_ms()
+        answers: list[Reply | Outcome] = []
+        with transaction(self._engine) as conn:
+            store = SqlIssuerStore(conn)
+            for request in requests:
+                try:
+                    message = decode_message(request.body)
+                except DecodeError as exc:
+                    answers.append(self._malformed(request, exc))
+                    continue
+                answers.append(self._one(conn, store, message, now_ms))
+        # Committed: from here on the answers may leave.
+        replies = [self._reply(answer) for answer in answers]
+        if any(isinstance(a, Outcome) and a.notices for a in answers):
+            self._notices_written()
+        return replies
+
+    def tick(self, now_ms: int) -> None:
+        with transaction(self._engine) as conn:
+            released = self._core.tick(now_ms, SqlIssuerStore(conn))
+        if released:
+            self._counters.inc("holds_expired", by=len(released))
+            log_event(self._logger, "issuer.holds_expired", count=len(released))
+
+    def _one(
+        self, conn: Connection, store: SqlIssuerStore, message: Message, now_ms: int
+    ) -> Outcome:
+        savepoint = conn.begin_nested()
+        try:
+            outcome = self._core.handle(message, now_ms, store)
+        except Exception as exc:
+            savepoint.rollback()
+            # A bug or a database fault: this request is undone and answered 96; the
+            # log says what went wrong without the message (it holds card data).
+            self._logger.exception(
+                "issuer.request_failed mti=%s error=%s", message.mti, type(exc).__name__
+            )
+            return Outcome(
+                message.response(rc.SYSTEM_MALFUNCTION),
+                "failed",
+                rc.SYSTEM_MALFUNCTION,
+                type(exc).__name__,
+            )
+        savepoint.commit()
+        return outcome
+
+    def _malformed(self, request: Request, exc: DecodeError) -> Reply:
+        self._counters.inc("malformed")
+        mti = request.body[:_MTI_BYTES].hex()
+        log_event(
+            self._logger,
+            "issuer.malformed",
+            peer=request.peer,
+            bytes=len(request.body),
+            mti=mti,
+            error=str(exc),
+        )
+        if mti not in _ANSWERABLE:
+            return Reply(None, close=True)
+        return Reply(encode_message(Message(response_mti(mti), {39: rc.FORMAT_ERROR})))
+
+    def _reply(self, answer: Reply | Outcome) -> Reply:
+        if isinstance(answer, Reply):
+            return answer
+        self._count(answer)
+        response = answer.response
+        log_event(
+            self._logger,
+            "issuer.answer",
+            kind=answer.kind.value if answer.kind else "-",
+            result=answer.result,
+            rc=answer.response_code,
+            reason=answer.reason,
+            stan=response.stan if response else "-",
+            terminal=response.terminal_id if response else "-",
+        )
+        return Reply(None if response is None else encode_message(response))
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.result == "approved":
+            self._counters.inc("approved", outcome.kind.value if outcome.kind else None)
+        elif outcome.result == "duplicate":
+            self._counters.inc("duplicates")
+        else:
+            self._counters.inc(outcome.result, outcome.response_code)
+        if outcome.kind is not None and outcome.kind.value == "reversal":
+            self._counters.inc("reversals", outcome.response_code)
+        if outcome.notices:
+            self._counters.inc("notices_written", by=len(outcome.notices))

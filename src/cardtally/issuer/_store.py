@@ -1,0 +1,201 @@
+"""The issuer's store port, and its SQL implementation.
+
+The core sees only :class:`IssuerStore`: plain reads and appends, no logic. The
+SQL store works inside a transaction its caller owns (the service commits a
+whole batch at once), so nothing here commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from cardtally.issuer._model import Card, CardKind, CardStatus, StoredResponse, TxnKind, TxnRecord
+from cardtally.issuer._schema import card_table, request_table, txn_table
+from cardtally.ledger import LedgerStore, SqlLedgerStore
+from cardtally.notices import Notice, NoticeOutbox
+from cardtally.storage import append_event
+
+_TXN_COLUMNS = tuple(column.name for column in txn_table.columns)
+
+
+class IssuerStore(Protocol):
+    """What the issuer core reads and writes; one request's worth at a time."""
+
+    @property
+    def ledger(self) -> LedgerStore: ...
+
+    def card_by_fingerprint(self, fingerprint: str) -> Card | None: ...
+
+    def card(self, card_id: str) -> Card | None: ...
+
+    def set_card_state(self, card_id: str, status: CardStatus, pin_tries: int) -> None: ...
+
+    def response_for(self, key: str) -> StoredResponse | None: ...
+
+    def save_response(self, response: StoredResponse) -> None: ...
+
+    def txn(self, txn_id: str) -> TxnRecord | None: ...
+
+    def record_txn(self, txn: TxnRecord) -> None: ...
+
+    def txns_by_reference(
+        self, card_id: str, *, rrn: str | None = None, auth_code: str | None = None
+    ) -> list[TxnRecord]: ...
+
+    def txns_by_acquirer_key(
+        self, acquirer_id: str, terminal_id: str, merchant_id: str, stan: str
+    ) -> list[TxnRecord]: ...
+
+    def followers(self, original_id: str) -> list[TxnRecord]: ...
+
+    def txns_on(
+        self, card_id: str, local_date: str, kinds: Iterable[TxnKind]
+    ) -> list[TxnRecord]: ...
+
+    def add_notice(self, notice: Notice) -> None: ...
+
+    def log_event(
+        self, at_ms: int, kind: str, txn_key: str | None, detail: Mapping[str, Any]
+    ) -> None: ...
+
+
+class SqlIssuerStore:
+    """:class:`IssuerStore` over one SQLAlchemy connection inside its caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._ledger = SqlLedgerStore(conn)
+        self._notices = NoticeOutbox(conn)
+
+    @property
+    def ledger(self) -> LedgerStore:
+        return self._ledger
+
+    # --- cards ---------------------------------------------------------------
+
+    def card_by_fingerprint(self, fingerprint: str) -> Card | None:
+        return self._one_card(card_table.c.pan_fingerprint == fingerprint)
+
+    def card(self, card_id: str) -> Card | None:
+        return self._one_card(card_table.c.id == card_id)
+
+    def set_card_state(self, card_id: str, status: CardStatus, pin_tries: int) -> None:
+        self._conn.execute(
+            card_table.update()
+            .where(card_table.c.id == card_id)
+            .values(status=status.value, pin_tries=pin_tries)
+        )
+
+    def _one_card(self, where: sa.ColumnElement[bool]) -> Card | None:
+        row = self._conn.execute(sa.select(card_table).where(where)).mappings().first()
+        return None if row is None else card_from_row(row)
+
+    # --- request log -----------------------------------------------------------
+
+    def response_for(self, key: str) -> StoredResponse | None:
+        row = (
+            self._conn.execute(sa.select(request_table).where(request_table.c.key == key))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        fields = {int(n): v for n, v in json.loads(row["fields"]).items()}
+        return StoredResponse(row["key"], row["content_sha256"], row["mti"], fields, row["at_ms"])
+
+    def save_response(self, response: StoredResponse) -> None:
+        self._conn.execute(
+            request_table.insert().values(
+                key=response.key,
+                content_sha256=response.content_sha256,
+                mti=response.mti,
+                fields=json.dumps({str(n): v for n, v in sorted(response.fields.items())}),
+                at_ms=response.at_ms,
+            )
+        )
+
+    # --- transaction record ------------------------------------------------------
+
+    def txn(self, txn_id: str) -> TxnRecord | None:
+        found = self._txns(txn_table.c.id == txn_id)
+        return found[0] if found else None
+
+    def record_txn(self, txn: TxnRecord) -> None:
+        values = {name: getattr(txn, name) for name in _TXN_COLUMNS}
+        values["kind"] = txn.kind.value
+        self._conn.execute(txn_table.insert().values(**values))
+
+    def txns_by_reference(
+        self, card_id: str, *, rrn: str | None = None, auth_code: str | None = None
+    ) -> list[TxnRecord]:
+        where = [txn_table.c.card_id == card_id]
+        if rrn is not None:
+            where.append(txn_table.c.rrn == rrn)
+        if auth_code is not None:
+            where.append(txn_table.c.auth_code == auth_code)
+        return self._txns(*where)
+
+    def txns_by_acquirer_key(
+        self, acquirer_id: str, terminal_id: str, merchant_id: str, stan: str
+    ) -> list[TxnRecord]:
+        return self._txns(
+            txn_table.c.acquirer_id == acquirer_id,
+            txn_table.c.terminal_id == terminal_id,
+            txn_table.c.merchant_id == merchant_id,
+            txn_table.c.stan == stan,
+        )
+
+    def followers(self, original_id: str) -> list[TxnRecord]:
+        return self._txns(txn_table.c.original_id == original_id)
+
+    def txns_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> list[TxnRecord]:
+        return self._txns(
+            txn_table.c.card_id == card_id,
+            txn_table.c.local_date == local_date,
+            txn_table.c.kind.in_([kind.value for kind in kinds]),
+        )
+
+    def _txns(self, *where: sa.ColumnElement[bool]) -> list[TxnRecord]:
+        query = sa.select(txn_table).where(*where).order_by(txn_table.c.at_ms.desc())
+        return [txn_from_row(row) for row in self._conn.execute(query).mappings()]
+
+    # --- notices and events ------------------------------------------------------
+
+    def add_notice(self, notice: Notice) -> None:
+        self._notices.add(notice)
+
+    def log_event(
+        self, at_ms: int, kind: str, txn_key: str | None, detail: Mapping[str, Any]
+    ) -> None:
+        append_event(self._conn, at_ms, kind, txn_key, dict(detail))
+
+
+def card_from_row(row: RowMapping) -> Card:
+    return Card(
+        id=row["id"],
+        pan_fingerprint=row["pan_fingerprint"],
+        pan_masked=row["pan_masked"],
+        expiry=row["expiry"],
+        kind=CardKind(row["kind"]),
+        status=CardStatus(row["status"]),
+        currency=row["currency"],
+        account_id=row["account_id"],
+        credit_limit_minor=row["credit_limit_minor"],
+        pin_offset=row["pin_offset"],
+        pin_tries=row["pin_tries"],
+        no_pin_limit_minor=row["no_pin_limit_minor"],
+        per_txn_limit_minor=row["per_txn_limit_minor"],
+        daily_limit_minor=row["daily_limit_minor"],
+        created_at_ms=row["created_at_ms"],
+    )
+
+
+def txn_from_row(row: RowMapping) -> TxnRecord:
+    values = {name: row[name] for name in _TXN_COLUMNS}
+    values["kind"] = TxnKind(row["kind"])
+    return TxnRecord(**values)

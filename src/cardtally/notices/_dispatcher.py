@@ -1,0 +1,298 @@
+"""The dispatcher: carries committed notices from the outbox to every sink, at least once.
+
+Per sink and round: read a batch of pending notices in a short transaction,
+deliver them with no transaction open (a slow webhook must not hold the issuer's
+write lock), then record what was delivered in one transaction. A crash between
+delivering and recording delivers those notices again; receivers deduplicate by
+id. A sink that fails stops for the round and backs off exponentially on its own,
+while the other sinks carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy.engine import Engine
+
+from cardtally.notices._errors import DeliveryError, NoticeError
+from cardtally.notices._notice import Notice
+from cardtally.notices._outbox import PENDING_LIMIT_MAX, NoticeOutbox, check_sink_name
+from cardtally.notices._sinks import NoticeSink
+from cardtally.storage import transaction
+
+BATCH_MAX_DEFAULT: Final = 100
+RETRY_BACKOFF_MS_FIRST: Final = 1_000
+RETRY_BACKOFF_MS_MAX_DEFAULT: Final = 60_000
+RETRY_BACKOFF_MS_MAX_LIMIT: Final = 3_600_000
+INTERVAL_MS_DEFAULT: Final = 500
+INTERVAL_MS_MAX: Final = 60_000
+SINKS_MAX: Final = 16
+# Past this many doublings the delay is at its cap anyway; stops 2**n from growing.
+_DOUBLINGS_MAX: Final = 32
+
+_LOGGER = logging.getLogger("cardtally.notices")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What one round did, per sink name.
+
+    ``failed`` counts failed attempts (at most one per sink and round, since a
+    failing sink stops); ``deferred`` names sinks that were still backing off and
+    were not tried; ``errors`` holds the reason of each failure this round.
+    """
+
+    delivered: Mapping[str, int] = field(default_factory=dict)
+    failed: Mapping[str, int] = field(default_factory=dict)
+    pending: Mapping[str, int] = field(default_factory=dict)
+    deferred: frozenset[str] = frozenset()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def delivered_total(self) -> int:
+        return sum(self.delivered.values())
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    @property
+    def pending_total(self) -> int:
+        return sum(self.pending.values())
+
+
+@dataclass(slots=True)
+class _Backoff:
+    failures: int = 0
+    next_attempt_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    delivered: int
+    pending: int
+    error: str | None
+
+
+class NoticeDispatcher:
+    """Delivers the outbox of ``engine`` to ``sinks``; one dispatcher per database.
+
+    Two dispatchers on one database would not lose notices, only send each twice.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sinks: Sequence[NoticeSink],
+        *,
+        batch_max: int = BATCH_MAX_DEFAULT,
+        retry_backoff_ms_max: int = RETRY_BACKOFF_MS_MAX_DEFAULT,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not 0 < batch_max <= PENDING_LIMIT_MAX:
+            raise NoticeError(f"batch_max must be in 1..{PENDING_LIMIT_MAX}")
+        if not 0 < retry_backoff_ms_max <= RETRY_BACKOFF_MS_MAX_LIMIT:
+            raise NoticeError(f"retry_backoff_ms_max must be in 1..{RETRY_BACKOFF_MS_MAX_LIMIT}")
+        if len(sinks) > SINKS_MAX:
+            raise NoticeError(f"at most {SINKS_MAX} notice sinks")
+        names = [check_sink_name(sink.name) for sink in sinks]
+        if len(set(names)) != len(names):
+            # Deliveries are recorded by sink name: two sinks with one name would share them.
+            raise NoticeError(f"notice sink names must be unique: {names}")
+        self._engine = engine
+        self._sinks = tuple(sinks)
+        self._batch_max = batch_max
+        self._backoff_ms_max = retry_backoff_ms_max
+        self._log = logger if logger is not None else _LOGGER
+        self._backoff = {name: _Backoff() for name in names}
+        # Rounds from run() and direct calls must not interleave on the backoff state.
+        self._lock = threading.Lock()
+
+    @property
+    def sinks(self) -> tuple[NoticeSink, ...]:
+        return self._sinks
+
+    def deliver_once(self, now_ms: int) -> DeliveryReport:
+        """One round over every sink at time ``now_ms``; blocking, call it off the event loop.
+
+        Storage errors propagate (nothing is lost: undelivered notices stay pending).
+        """
+        return self._round(now_ms, threading.Event())
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        interval_ms: int = INTERVAL_MS_DEFAULT,
+        wake: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Deliver rounds until ``stop`` is set: every ``interval_ms``, or at once on ``wake``.
+
+        The server sets ``wake`` after committing new notices. Once ``stop`` is set the
+        loop finishes the delivery in hand, records it and returns: the wait is bounded
+        by one sink's timeout. A failing round is logged and the loop goes on.
+        """
+        if not 0 < interval_ms <= INTERVAL_MS_MAX:
+            raise NoticeError(f"interval_ms must be in 1..{INTERVAL_MS_MAX}")
+        halt = threading.Event()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if wake is not None:
+                    # Cleared before the round: notices committed during it wake the next one.
+                    wake.clear()
+                await self._guarded_round(clock, halt, stopping)
+                if stop.is_set():
+                    break
+                await _first_of(stopping, wake, interval_ms)
+        finally:
+            halt.set()
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+
+    async def _guarded_round(
+        self, clock: Callable[[], float], halt: threading.Event, stopping: asyncio.Task[object]
+    ) -> None:
+        now_ms = int(clock() * 1000)
+        work = asyncio.create_task(asyncio.to_thread(self._round, now_ms, halt))
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            # A thread cannot be cancelled; ask it to stop after the notice in hand.
+            halt.set()
+            await asyncio.wait({work})
+        try:
+            work.result()
+        except Exception:
+            self._log.exception("notices.round_failed")
+
+    def _round(self, now_ms: int, halt: threading.Event) -> DeliveryReport:
+        if not isinstance(now_ms, int) or isinstance(now_ms, bool) or now_ms < 0:
+            raise NoticeError(f"now_ms must be an int of milliseconds since 1970: {now_ms!r}")
+        delivered: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        pending: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        deferred: set[str] = set()
+        with self._lock:
+            for sink in self._sinks:
+                if halt.is_set():
+                    break  # stopping: the sinks left over wait for the next start
+                backoff = self._backoff[sink.name]
+                if now_ms < backoff.next_attempt_ms:
+                    deferred.add(sink.name)
+                    pending[sink.name] = self._pending_count(sink.name)
+                    continue
+                outcome = self._serve(sink, now_ms, halt)
+                delivered[sink.name] = outcome.delivered
+                pending[sink.name] = outcome.pending
+                failed[sink.name] = 0 if outcome.error is None else 1
+                if outcome.error is None:
+                    self._recovered(sink.name, backoff)
+                else:
+                    errors[sink.name] = outcome.error
+                    self._back_off(sink.name, backoff, now_ms, outcome.error)
+        return DeliveryReport(delivered, failed, pending, frozenset(deferred), errors)
+
+    def _serve(self, sink: NoticeSink, now_ms: int, halt: threading.Event) -> _Outcome:
+        with transaction(self._engine) as conn:
+            batch = NoticeOutbox(conn).pending(sink.name, self._batch_max)
+        if not batch:
+            return _Outcome(0, 0, None)
+        done: list[Notice] = []
+        error: str | None = None
+        for notice in batch:
+            if halt.is_set():
+                break
+            error = self._deliver(sink, notice)
+            if error is not None:
+                break
+            done.append(notice)
+        # One commit for the batch (group commit); a crash before it means redelivery.
+        with transaction(self._engine) as conn:
+            outbox = NoticeOutbox(conn)
+            for notice in done:
+                outbox.mark_delivered(notice.id, sink.name, now_ms)
+            left = outbox.pending_count(sink.name)
+        for notice in done:
+            self._log.info(
+                "notices.delivered sink=%s id=%s kind=%s card_tail=%s",
+                sink.name,
+                notice.id,
+                notice.kind.value,
+                notice.card_tail,
+            )
+        return _Outcome(len(done), left, error)
+
+    def _deliver(self, sink: NoticeSink, notice: Notice) -> str | None:
+        """None once ``sink`` has the notice, else the reason it has not."""
+        try:
+            sink.deliver(notice)
+        except DeliveryError as exc:
+            reason = str(exc)
+        except Exception as exc:
+            # A sink with a bug must not stop the others; its traceback goes to the log.
+            self._log.exception("notices.sink_crashed sink=%s id=%s", sink.name, notice.id)
+            reason = f"sink raised {type(exc).__name__}"
+        else:
+            return None
+        self._log.warning(
+            "notices.delivery_failed sink=%s id=%s card_tail=%s reason=%s",
+            sink.name,
+            notice.id,
+            notice.card_tail,
+            json.dumps(reason, ensure_ascii=False),
+        )
+        return reason
+
+    def _back_off(self, sink: str, backoff: _Backoff, now_ms: int, reason: str) -> None:
+        backoff.failures += 1
+        doublings = min(backoff.failures - 1, _DOUBLINGS_MAX)
+        delay_ms = min(RETRY_BACKOFF_MS_FIRST * 2**doublings, self._backoff_ms_max)
+        backoff.next_attempt_ms = now_ms + delay_ms
+        self._log.warning(
+            "notices.sink_backing_off sink=%s failures=%d retry_in_ms=%d reason=%s",
+            sink,
+            backoff.failures,
+            delay_ms,
+            json.dumps(reason, ensure_ascii=False),
+        )
+
+    def _recovered(self, sink: str, backoff: _Backoff) -> None:
+        if backoff.failures:
+            self._log.info(
+                "notices.sink_recovered sink=%s after_failures=%d", sink, backoff.failures
+            )
+        backoff.failures = 0
+        backoff.next_attempt_ms = 0
+
+    def _pending_count(self, sink: str) -> int:
+        with transaction(self._engine) as conn:
+            return NoticeOutbox(conn).pending_count(sink)
+
+
+async def _first_of(
+    stopping: asyncio.Task[object], wake: asyncio.Event | None, interval_ms: int
+) -> None:
+    """Return when ``stopping`` finishes, ``wake`` is set, or ``interval_ms`` passes."""
+    waiters: set[asyncio.Task[object]] = {stopping}
+    waking: asyncio.Task[object] | None = None
+    if wake is not None:
+        waking = asyncio.create_task(wake.wait())
+        waiters.add(waking)
+    try:
+        await asyncio.wait(waiters, timeout=interval_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if waking is not None:
+            waking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waking

@@ -1,0 +1,37 @@
+"""The runtime shell: asyncio TCP around a party's sans-I/O core.
+
+A :class:`FrameServer` reads frames, hands the messages to the party in batches
+(:class:`BatchHandler`), and writes the replies only after the party has committed the batch.
+Everything is bounded by :class:`ServerLimits`. A ``serve`` command wires it up like this::
+
+    server = FrameServer(issuer, host="127.0.0.1", port=9583, link=LinkProfile(),
+                         limits=ServerLimits(), name="issuer")
+    serve_forever(server, ready=lambda port: print(f"listening on {port}"))
+
+:class:`FrameClient` and :class:`SyncFrameClient` speak the same framing from the other end.
+"""
+
+from cardtally.runtime._client import FrameClient, SyncFrameClient
+from cardtally.runtime._counters import Counters
+from cardtally.runtime._errors import LinkClosedError
+from cardtally.runtime._handler import BatchHandler, Reply, Request
+from cardtally.runtime._limits import ServerLimits
+from cardtally.runtime._logging import configure_logging, log_event
+from cardtally.runtime._serve import serve_forever
+from cardtally.runtime._server import SERVER_COUNTERS, FrameServer
+
+__all__ = [
+    "SERVER_COUNTERS",
+    "BatchHandler",
+    "Counters",
+    "FrameClient",
+    "FrameServer",
+    "LinkClosedError",
+    "Reply",
+    "Request",
+    "ServerLimits",
+    "SyncFrameClient",
+    "configure_logging",
+    "log_event",
+    "serve_forever",
+]

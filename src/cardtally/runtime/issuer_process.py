@@ -1,0 +1,132 @@
+"""The issuer process, wired in one place: config, keys, database, core, server, notices.
+
+The host answers on the runtime's :class:`FrameServer` (group commit), while a
+notice thread delivers the outbox to the configured sinks. Notice delivery is
+kept off the commit lane: a slow webhook must never hold up authorisations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.engine import Engine
+
+from cardtally.config import Config
+from cardtally.issuer import IssuerCore, IssuerPolicy, IssuerService, open_issuer_database
+from cardtally.issuer._core import DAY_MS
+from cardtally.notices import NoticeDispatcher, build_sinks
+from cardtally.runtime._counters import Counters
+from cardtally.runtime._limits import ServerLimits
+from cardtally.runtime._logging import configure_logging, log_event
+from cardtally.runtime._serve import serve_forever
+from cardtally.runtime._server import FrameServer
+from cardtally.security import load_data_keys, load_issuer_keys
+from cardtally.wire import LinkProfile
+
+NOTICE_INTERVAL_MS: Final = 500
+NOTICE_STOP_TIMEOUT_S: Final = 10.0
+
+#: Counters the issuer declares at start, so a scrape shows them at zero.
+ISSUER_COUNTERS: Final = ("approved", "declined", "duplicates", "refused", "reversals", "malformed")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerProcess:
+    """Everything one issuer process runs, built but not yet started."""
+
+    engine: Engine
+    server: FrameServer
+    dispatcher: NoticeDispatcher
+    counters: Counters
+    notices_written: threading.Event
+
+
+def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger) -> IssuerProcess:
+    settings = config.issuer
+    engine = open_issuer_database(settings.database, _now_ms())
+    core = IssuerCore(
+        load_issuer_keys(config.home),
+        load_data_keys(config.home),
+        IssuerPolicy(pin_tries_max=settings.pin_tries_max, hold_ms=settings.hold_days * DAY_MS),
+    )
+    counters = Counters()
+    for name in ISSUER_COUNTERS:
+        counters.inc(name, by=0)
+    sinks = build_sinks(
+        settings.notice_sinks,
+        jsonl_path=settings.notice_jsonl,
+        webhook_url=settings.notice_webhook or None,
+    )
+    notices_written = threading.Event()
+    service = IssuerService(
+        engine, core, counters=counters, logger=logger, notices_written=notices_written.set
+    )
+    server = FrameServer(
+        service,
+        host=host,
+        port=port,
+        link=LinkProfile(
+            app_header=config.wire.app_header, frame_bytes_max=config.wire.frame_bytes_max
+        ),
+        limits=ServerLimits(
+            connections_max=settings.connections_max,
+            in_flight_per_connection_max=settings.in_flight_max,
+            batch_size_max=settings.batch_max,
+        ),
+        name="issuer",
+        logger=logger,
+        counters=counters,
+    )
+    dispatcher = NoticeDispatcher(engine, sinks, logger=logger)
+    return IssuerProcess(engine, server, dispatcher, counters, notices_written)
+
+
+def _deliver_notices(process: IssuerProcess, stop: threading.Event) -> None:
+    # At least once: every round reads what is still undelivered, so a notice
+    # whose delivery failed or was cut short is simply tried again.
+    while True:
+        process.dispatcher.deliver_once(_now_ms())
+        if stop.is_set():
+            return
+        process.notices_written.wait(NOTICE_INTERVAL_MS / 1000)
+        process.notices_written.clear()
+
+
+def serve_issuer(config: Config, *, host: str, port: int) -> None:
+    """Run the issuer host until SIGTERM/SIGINT; print 'listening on HOST:PORT' when ready."""
+    configure_logging()
+    # Alembic announces every migration context at INFO; at start-up that is noise.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logger = logging.getLogger("cardtally.issuer")
+    started = time.monotonic()
+    process = build_issuer(config, host=host, port=port, logger=logger)
+    stop = threading.Event()
+    notices = threading.Thread(
+        target=_deliver_notices, args=(process, stop), name="notices", daemon=True
+    )
+    notices.start()
+
+    def ready(bound: int) -> None:
+        startup_ms = round((time.monotonic() - started) * 1000)
+        log_event(logger, "issuer.ready", host=host, port=bound, startup_ms=startup_ms)
+        print(f"listening on {host}:{bound}", flush=True)
+
+    try:
+        serve_forever(process.server, ready=ready)
+    finally:
+        stop.set()
+        process.notices_written.set()
+        notices.join(NOTICE_STOP_TIMEOUT_S)
+        log_event(logger, "issuer.stopped", counters=json.dumps(process.counters.snapshot()))
+        process.engine.dispose()
+        sys.stdout.flush()
