@@ -94,11 +94,13 @@ def test_open_account_with_a_different_spec_is_refused(ledger: Ledger) -> None:
     ],
     ids=["empty-id", "long-id", "alpha-currency", "short-currency", "positive-floor", "label"],
 )
-def test_bad_account_specs_are_refused(ledger: Ledger, spec: AccountSpec) -> None:
+def test_bad_account_specs_are_refused(
+    store: LedgerStore, ledger: Ledger, spec: AccountSpec
+) -> None:
     with pytest.raises(LedgerError) as caught:
         ledger.open_account(spec, NOW)
     assert caught.value.code is Code.INVALID_SPEC
-    assert list(ledger._store.all_accounts()) == []
+    assert list(store.all_accounts()) == []
 
 
 def test_unknown_account(ledger: Ledger) -> None:
@@ -112,7 +114,7 @@ def test_unknown_account(ledger: Ledger) -> None:
 # --- single transfers --------------------------------------------------------------------
 
 
-def test_single_transfer_posts_both_sides(ledger: Ledger) -> None:
+def test_single_transfer_posts_both_sides(store: LedgerStore, ledger: Ledger) -> None:
     open_all(ledger)
     posted = ledger.transfer(LOAD, NOW)
     assert posted == Posted(Transfer.of(LOAD, NOW), created=True)
@@ -120,7 +122,7 @@ def test_single_transfer_posts_both_sides(ledger: Ledger) -> None:
     assert balances(ledger, "card") == (0, 10_000, 0, 0)
     assert ledger.account("card").balance_minor == 10_000
     assert ledger.account("funding").balance_minor == -10_000
-    assert verify(ledger._store) == []
+    assert verify(store) == []
 
 
 def test_history_is_newest_first_and_bounded(world: Ledger) -> None:
@@ -166,13 +168,15 @@ def test_repeat_of_a_pending_after_its_expiry_still_answers(world: Ledger) -> No
     ],
     ids=["amount", "reference", "account", "kind"],
 )
-def test_same_id_different_content_is_refused(world: Ledger, change: dict[str, object]) -> None:
-    before = snapshot(world._store)
+def test_same_id_different_content_is_refused(
+    store: LedgerStore, world: Ledger, change: dict[str, object]
+) -> None:
+    before = snapshot(store)
     with pytest.raises(LedgerError) as caught:
         world.transfer(dataclasses.replace(LOAD, **change), NOW + 1)  # type: ignore[arg-type]
     assert caught.value.code is Code.EXISTS_DIFFERENT
     assert "'load' exists with a different" in str(caught.value)
-    assert snapshot(world._store) == before
+    assert snapshot(store) == before
 
 
 # --- refusals ----------------------------------------------------------------------------
@@ -257,14 +261,14 @@ REFUSALS: list[tuple[str, Callable[[], TransferSpec], Code]] = [
 
 @pytest.mark.parametrize(("make", "code"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_refused_transfer_changes_nothing(
-    world: Ledger, make: Callable[[], TransferSpec], code: Code
+    store: LedgerStore, world: Ledger, make: Callable[[], TransferSpec], code: Code
 ) -> None:
-    before = snapshot(world._store)
+    before = snapshot(store)
     with pytest.raises(LedgerError) as caught:
         world.transfer(make(), NOW + 1)
     assert caught.value.code is code, caught.value
-    assert snapshot(world._store) == before
-    assert verify(world._store) == []
+    assert snapshot(store) == before
+    assert verify(store) == []
 
 
 def test_every_error_code_is_reachable() -> None:
@@ -296,7 +300,7 @@ def test_time_must_be_a_non_negative_integer(ledger: Ledger, now_ms: int) -> Non
 # --- two-phase transfers -----------------------------------------------------------------
 
 
-def test_pending_holds_then_full_post(world: Ledger) -> None:
+def test_pending_holds_then_full_post(store: LedgerStore, world: Ledger) -> None:
     assert balances(world, "card") == (0, 10_000, 3_000, 0)
     assert balances(world, "merchant") == (0, 0, 0, 3_000)
     assert world.account("card").available_minor == 7_000
@@ -305,15 +309,15 @@ def test_pending_holds_then_full_post(world: Ledger) -> None:
     assert posted.created and posted.transfer.pending_id == "hold"
     assert balances(world, "card") == (3_000, 10_000, 0, 0)
     assert balances(world, "merchant") == (0, 3_000, 0, 0)
-    assert verify(world._store) == []
+    assert verify(store) == []
 
 
-def test_partial_post_releases_the_rest(world: Ledger) -> None:
+def test_partial_post_releases_the_rest(store: LedgerStore, world: Ledger) -> None:
     world.transfer(resolve("capture", HOLD, POST, 1_200), NOW + 1)
     assert balances(world, "card") == (1_200, 10_000, 0, 0)
     assert balances(world, "merchant") == (0, 1_200, 0, 0)
     assert world.account("card").available_minor == 8_800
-    assert verify(world._store) == []
+    assert verify(store) == []
 
 
 def test_void_releases_the_hold(world: Ledger) -> None:
@@ -345,7 +349,7 @@ def test_post_at_expiry_is_refused_but_void_is_allowed(world: Ledger) -> None:
     assert world.transfer(resolve("late-void", late, VOID), NOW + 10).created
 
 
-def test_expire_holds_voids_lapsed_holds_once(world: Ledger) -> None:
+def test_expire_holds_voids_lapsed_holds_once(store: LedgerStore, world: Ledger) -> None:
     soon = pending("soon", "credit", "merchant", 4_000, NOW + 10)
     world.transfer(soon, NOW)
     assert world.account("credit").available_minor == -4_000
@@ -364,7 +368,7 @@ def test_expire_holds_voids_lapsed_holds_once(world: Ledger) -> None:
     with pytest.raises(LedgerError) as caught:
         world.transfer(resolve("too-late", soon, POST), NOW + HOLD_TTL_MS)
     assert caught.value.code is Code.PENDING_ALREADY_RESOLVED
-    assert verify(world._store) == []
+    assert verify(store) == []
 
 
 def test_expire_holds_is_bounded(world: Ledger) -> None:
@@ -400,7 +404,7 @@ def test_credit_account_spends_down_to_its_limit(world: Ledger) -> None:
     assert world.transfer(single("over", "credit", "merchant", 1), NOW).created
 
 
-def test_accounts_without_a_floor_go_negative(world: Ledger) -> None:
+def test_accounts_without_a_floor_go_negative(store: LedgerStore, world: Ledger) -> None:
     world.transfer(single("big", "funding", "merchant", AMOUNT_MINOR_MAX), NOW)
     assert world.account("funding").balance_minor == -AMOUNT_MINOR_MAX - 10_000
-    assert verify(world._store) == []
+    assert verify(store) == []

@@ -79,7 +79,7 @@ def test_table_objects_match_the_migrated_schema(ledger_engine: Engine) -> None:
 def test_a_balance_below_its_floor_is_refused_by_the_database(ledger_engine: Engine) -> None:
     _seed(ledger_engine)
     with (
-        pytest.raises(IntegrityError, match="ledger_account_above_floor|CHECK constraint"),
+        pytest.raises(IntegrityError, match=r"ledger_account_above_floor|CHECK constraint"),
         transaction(ledger_engine) as conn,
     ):
         # 100.00 in, 30.00 held: a 70.01 debit would leave -0.01 available on a floor of 0.
@@ -162,7 +162,7 @@ def test_a_hold_is_resolved_once_even_behind_the_ledgers_back(ledger_engine: Eng
     with transaction(ledger_engine) as conn:
         conn.execute(insert(transfers).values(post))
     with (
-        pytest.raises(IntegrityError, match="ledger_transfer_resolves_once|UNIQUE"),
+        pytest.raises(IntegrityError, match=r"ledger_transfer_resolves_once|UNIQUE"),
         transaction(ledger_engine) as conn,
     ):
         conn.execute(insert(transfers).values({**post, "id": "capture-2", "kind": "void"}))

@@ -72,8 +72,12 @@ def frozen_healthy() -> FrozenStore:
 
 
 def _account(store: FrozenStore, account_id: str, **changes: int) -> None:
+    _accounts(store, **{account_id: changes})
+
+
+def _accounts(store: FrozenStore, **changes: dict[str, int]) -> None:
     store.accounts = [
-        dataclasses.replace(a, **changes) if a.id == account_id else a  # type: ignore[arg-type]
+        dataclasses.replace(a, **changes[a.id]) if a.id in changes else a  # type: ignore[arg-type]
         for a in store.accounts
     ]
 
@@ -102,24 +106,19 @@ CORRUPTIONS: list[tuple[str, Callable[[FrozenStore], None], Violation]] = [
         Violation(
             "unbalanced_currency",
             CNY,
-            "debits posted 16601 vs credits posted 16600; debits pending 100 vs credits pending 100",
+            "debits posted 16601 vs credits posted 16600; "
+            "debits pending 100 vs credits pending 100",
         ),
     ),
     (
         "cache-moved",
         # Totals still balance: only recomputing from the transfers can see it.
-        lambda s: (
-            _account(s, "card", credits_posted=9_999),
-            _account(s, "merchant", credits_posted=6_601),
-        ),
+        lambda s: _accounts(s, card={"credits_posted": 9_999}, merchant={"credits_posted": 6_601}),
         Violation("balance_mismatch", "card", "credits_posted is 9999, transfers imply 10000"),
     ),
     (
         "pending-cache",
-        lambda s: (
-            _account(s, "card", debits_pending=0),
-            _account(s, "merchant", credits_pending=0),
-        ),
+        lambda s: _accounts(s, card={"debits_pending": 0}, merchant={"credits_pending": 0}),
         Violation("balance_mismatch", "card", "debits_pending is 0, transfers imply 100"),
     ),
     (

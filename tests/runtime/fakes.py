@@ -33,8 +33,8 @@ class FakeParty:
     """Echoes each body as ``echo:<body>``; records what it saw; can be held or made to fail.
 
     Bodies with a meaning: ``silent`` gets no reply, ``close`` gets ``bye`` and a close,
-    ``huge`` gets a reply too big for a frame, ``boom`` makes the whole batch raise (with a card number in the message, which must not be
-    logged).
+    ``huge`` gets a reply too big for a frame, and ``boom`` makes the whole batch raise with a
+    card number in the message, which must not reach the log.
     """
 
     def __init__(self, *, hold: bool = False) -> None:
@@ -76,10 +76,9 @@ class FakeParty:
             return [self.reply_for(request) for request in requests]
 
     def tick(self, now_ms: int) -> None:
-        with self._call():
-            with self._changed:
-                self.ticks.append(now_ms)
-                self._changed.notify_all()
+        with self._call(), self._changed:
+            self.ticks.append(now_ms)
+            self._changed.notify_all()
 
     @staticmethod
     def reply_for(request: Request) -> Reply:

@@ -117,19 +117,25 @@ async def _two_replies_in_one_write(_: asyncio.StreamReader, writer: asyncio.Str
 
 def test_async_client_sees_peer_close_oversize_and_split_frames() -> None:
     async def scenario() -> None:
-        async with raw_peer(_close_after_one_frame) as port:
-            async with await FrameClient.connect(HOST, port, LINK, TPDU) as client:
-                await client.send(b"x")
-                with pytest.raises(LinkClosedError):
-                    await client.receive(REPLY_TIMEOUT_MS)
-        async with raw_peer(_oversized) as port:
-            async with await FrameClient.connect(HOST, port, LINK, TPDU) as client:
-                with pytest.raises(FrameTooLargeError):
-                    await client.receive(REPLY_TIMEOUT_MS)
-        async with raw_peer(_two_replies_in_one_write) as port:
-            async with await FrameClient.connect(HOST, port, LINK, TPDU) as client:
-                assert await client.receive(REPLY_TIMEOUT_MS) == b"one"
-                assert await client.receive(REPLY_TIMEOUT_MS) == b"two"
+        async with (
+            raw_peer(_close_after_one_frame) as port,
+            await FrameClient.connect(HOST, port, LINK, TPDU) as client,
+        ):
+            await client.send(b"x")
+            with pytest.raises(LinkClosedError):
+                await client.receive(REPLY_TIMEOUT_MS)
+        async with (
+            raw_peer(_oversized) as port,
+            await FrameClient.connect(HOST, port, LINK, TPDU) as client,
+        ):
+            with pytest.raises(FrameTooLargeError):
+                await client.receive(REPLY_TIMEOUT_MS)
+        async with (
+            raw_peer(_two_replies_in_one_write) as port,
+            await FrameClient.connect(HOST, port, LINK, TPDU) as client,
+        ):
+            assert await client.receive(REPLY_TIMEOUT_MS) == b"one"
+            assert await client.receive(REPLY_TIMEOUT_MS) == b"two"
 
     run(scenario())
 

@@ -363,10 +363,13 @@ def test_tick_runs_on_the_worker_lane_and_never_overlaps_a_batch() -> None:
 def test_requests_carry_connection_peer_and_receive_time() -> None:
     async def scenario() -> None:
         party = FakeParty()
-        async with running(party) as server:
-            async with await _client(server.port) as one, await _client(server.port) as two:
-                assert await one.request(b"1", REPLY_TIMEOUT_MS) == b"echo:1"
-                assert await two.request(b"2", REPLY_TIMEOUT_MS) == b"echo:2"
+        async with (
+            running(party) as server,
+            await _client(server.port) as one,
+            await _client(server.port) as two,
+        ):
+            assert await one.request(b"1", REPLY_TIMEOUT_MS) == b"echo:1"
+            assert await two.request(b"2", REPLY_TIMEOUT_MS) == b"echo:2"
         first, second = party.batches[0][0], party.batches[1][0]
         assert first.connection_id != second.connection_id
         assert first.peer.startswith("127.0.0.1:")

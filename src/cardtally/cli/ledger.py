@@ -124,7 +124,7 @@ def _as_json(report: VerifyReport) -> dict[str, object]:
 
 
 def _print(report: VerifyReport, where: str) -> None:
-    table = Table(title=f"ledger totals in {where}", title_justify="left")
+    table = Table(title=f"ledger totals (minor units) in {where}", title_justify="left")
     for column in ("currency", "accounts", "debits posted", "credits posted", "debits pending"):
         table.add_column(column, justify="right")
     table.add_column("credits pending", justify="right")

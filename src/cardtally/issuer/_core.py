@@ -57,6 +57,9 @@ FINANCIAL: Final = frozenset({"0100", "0200", "0220", "0400", "0401", "0420", "0
 #: Kinds whose approval counts against the daily limit (a completion was counted as its hold).
 _DAILY_KINDS: Final = (TxnKind.SALE, TxnKind.PREAUTH)
 _FUNDS_CODES: Final = frozenset({LedgerErrorCode.EXCEEDS_FLOOR})
+_HOLD_GONE_CODES: Final = frozenset(
+    {LedgerErrorCode.PENDING_EXPIRED, LedgerErrorCode.PENDING_ALREADY_RESOLVED}
+)
 
 
 def settlement_account_id(currency: str) -> str:
@@ -444,8 +447,10 @@ class IssuerCore:
         except LedgerError as exc:
             if exc.code in _FUNDS_CODES:
                 return _Decision(rc.INSUFFICIENT_FUNDS, str(exc))
-            if exc.code is LedgerErrorCode.PENDING_EXPIRED:
-                return _Decision(rc.INVALID_TRANSACTION, "pre-authorisation hold expired")
+            if exc.code in _HOLD_GONE_CODES:
+                return _Decision(
+                    rc.INVALID_TRANSACTION, "pre-authorisation hold expired or released"
+                )
             raise
         return _Decision(
             rc.APPROVED,

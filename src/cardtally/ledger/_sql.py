@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select, union_all, update
+from sqlalchemy import ColumnElement, Row, Select, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from cardtally.ledger._model import Account, Transfer, TransferKind
@@ -121,7 +121,7 @@ class SqlLedgerStore:
         # No ORDER BY: a sequential scan streams without sorting the whole table.
         return (_transfer(row) for row in self._stream(select(_transfers)))
 
-    def _stream(self, query: Any) -> Iterator[Row[Any]]:
+    def _stream(self, query: Select[Any]) -> Iterator[Row[Any]]:
         result = self._conn.execution_options(yield_per=_STREAM_ROWS).execute(query)
         try:
             yield from result

@@ -6,6 +6,15 @@ write lock), then record what was delivered in one transaction. A crash between
 delivering and recording delivers those notices again; receivers deduplicate by
 id. A sink that fails stops for the round and backs off exponentially on its own,
 while the other sinks carry on.
+
+Reading pending notices from the start would scan the whole history every round.
+Each sink keeps a floor instead: the highest ``seq`` below which everything visible
+has been delivered, and reads above it. On SQLite writers hold the lock from BEGIN
+to COMMIT, so notices become visible in ``seq`` order and the floor is exact. On
+PostgreSQL a transaction may take its ``seq`` and commit after a later one; such a
+notice can land under the floor, so every ``FULL_RESCAN_MS`` the floor drops to
+zero and one round reads from the start. A straggler is late by at most that much,
+never lost.
 """
 
 from __future__ import annotations
@@ -24,7 +33,14 @@ from sqlalchemy.engine import Engine
 
 from cardtally.notices._errors import DeliveryError, NoticeError
 from cardtally.notices._notice import Notice
-from cardtally.notices._outbox import PENDING_LIMIT_MAX, NoticeOutbox, check_sink_name
+from cardtally.notices._outbox import (
+    PENDING_LIMIT_MAX,
+    NoticeOutbox,
+    check_sink_name,
+    last_seq,
+    pending_after,
+    pending_count_after,
+)
 from cardtally.notices._sinks import NoticeSink
 from cardtally.storage import transaction
 
@@ -35,6 +51,7 @@ RETRY_BACKOFF_MS_MAX_LIMIT: Final = 3_600_000
 INTERVAL_MS_DEFAULT: Final = 500
 INTERVAL_MS_MAX: Final = 60_000
 SINKS_MAX: Final = 16
+FULL_RESCAN_MS: Final = 60_000
 # Past this many doublings the delay is at its cap anyway; stops 2**n from growing.
 _DOUBLINGS_MAX: Final = 32
 
@@ -70,9 +87,12 @@ class DeliveryReport:
 
 
 @dataclass(slots=True)
-class _Backoff:
+class _SinkState:
     failures: int = 0
     next_attempt_ms: int = 0
+    # Every notice with seq <= floor_seq that was visible when it was set is delivered.
+    floor_seq: int = 0
+    rescan_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +132,7 @@ class NoticeDispatcher:
         self._batch_max = batch_max
         self._backoff_ms_max = retry_backoff_ms_max
         self._log = logger if logger is not None else _LOGGER
-        self._backoff = {name: _Backoff() for name in names}
+        self._state = {name: _SinkState() for name in names}
         # Rounds from run() and direct calls must not interleave on the backoff state.
         self._lock = threading.Lock()
 
@@ -173,7 +193,7 @@ class NoticeDispatcher:
         try:
             work.result()
         except Exception:
-            self._log.exception("notices.round_failed")
+            self._log.exception("event=notices.round_failed")
 
     def _round(self, now_ms: int, halt: threading.Event) -> DeliveryReport:
         if not isinstance(now_ms, int) or isinstance(now_ms, bool) or now_ms < 0:
@@ -187,51 +207,65 @@ class NoticeDispatcher:
             for sink in self._sinks:
                 if halt.is_set():
                     break  # stopping: the sinks left over wait for the next start
-                backoff = self._backoff[sink.name]
-                if now_ms < backoff.next_attempt_ms:
+                state = self._state[sink.name]
+                if now_ms < state.next_attempt_ms:
                     deferred.add(sink.name)
-                    pending[sink.name] = self._pending_count(sink.name)
+                    pending[sink.name] = self._pending_count(sink.name, state.floor_seq)
                     continue
-                outcome = self._serve(sink, now_ms, halt)
+                outcome = self._serve(sink, state, now_ms, halt)
                 delivered[sink.name] = outcome.delivered
                 pending[sink.name] = outcome.pending
                 failed[sink.name] = 0 if outcome.error is None else 1
                 if outcome.error is None:
-                    self._recovered(sink.name, backoff)
+                    self._recovered(sink.name, state)
                 else:
                     errors[sink.name] = outcome.error
-                    self._back_off(sink.name, backoff, now_ms, outcome.error)
+                    self._back_off(sink.name, state, now_ms, outcome.error)
         return DeliveryReport(delivered, failed, pending, frozenset(deferred), errors)
 
-    def _serve(self, sink: NoticeSink, now_ms: int, halt: threading.Event) -> _Outcome:
+    def _serve(
+        self, sink: NoticeSink, state: _SinkState, now_ms: int, halt: threading.Event
+    ) -> _Outcome:
+        if now_ms >= state.rescan_at_ms:
+            state.floor_seq = 0
+            state.rescan_at_ms = now_ms + FULL_RESCAN_MS
         with transaction(self._engine) as conn:
-            batch = NoticeOutbox(conn).pending(sink.name, self._batch_max)
-        if not batch:
-            return _Outcome(0, 0, None)
-        done: list[Notice] = []
+            # Read first: anything committed after it has a higher seq or is a straggler.
+            top = last_seq(conn)
+            batch = pending_after(conn, sink.name, self._batch_max, after_seq=state.floor_seq)
+        done: list[tuple[int, Notice]] = []
         error: str | None = None
-        for notice in batch:
+        for seq, notice in batch:
             if halt.is_set():
                 break
             error = self._deliver(sink, notice)
             if error is not None:
                 break
-            done.append(notice)
-        # One commit for the batch (group commit); a crash before it means redelivery.
-        with transaction(self._engine) as conn:
-            outbox = NoticeOutbox(conn)
-            for notice in done:
-                outbox.mark_delivered(notice.id, sink.name, now_ms)
-            left = outbox.pending_count(sink.name)
-        for notice in done:
+            done.append((seq, notice))
+        if done:
+            # One commit for the batch (group commit); a crash before it means redelivery.
+            with transaction(self._engine) as conn:
+                outbox = NoticeOutbox(conn)
+                for _, notice in done:
+                    outbox.mark_delivered(notice.id, sink.name, now_ms)
+            self._log_delivered(sink.name, [notice for _, notice in done])
+        if len(done) == len(batch) < self._batch_max:
+            # Everything visible up to `top` is now delivered.
+            state.floor_seq = max(state.floor_seq, top)
+            return _Outcome(len(done), 0, error)
+        if done:
+            state.floor_seq = done[-1][0]
+        return _Outcome(len(done), self._pending_count(sink.name, state.floor_seq), error)
+
+    def _log_delivered(self, sink: str, notices: list[Notice]) -> None:
+        for notice in notices:
             self._log.info(
-                "notices.delivered sink=%s id=%s kind=%s card_tail=%s",
-                sink.name,
+                "event=notices.delivered sink=%s id=%s kind=%s card_tail=%s",
+                sink,
                 notice.id,
                 notice.kind.value,
                 notice.card_tail,
             )
-        return _Outcome(len(done), left, error)
 
     def _deliver(self, sink: NoticeSink, notice: Notice) -> str | None:
         """None once ``sink`` has the notice, else the reason it has not."""
@@ -241,12 +275,12 @@ class NoticeDispatcher:
             reason = str(exc)
         except Exception as exc:
             # A sink with a bug must not stop the others; its traceback goes to the log.
-            self._log.exception("notices.sink_crashed sink=%s id=%s", sink.name, notice.id)
+            self._log.exception("event=notices.sink_crashed sink=%s id=%s", sink.name, notice.id)
             reason = f"sink raised {type(exc).__name__}"
         else:
             return None
         self._log.warning(
-            "notices.delivery_failed sink=%s id=%s card_tail=%s reason=%s",
+            "event=notices.delivery_failed sink=%s id=%s card_tail=%s reason=%s",
             sink.name,
             notice.id,
             notice.card_tail,
@@ -254,30 +288,30 @@ class NoticeDispatcher:
         )
         return reason
 
-    def _back_off(self, sink: str, backoff: _Backoff, now_ms: int, reason: str) -> None:
+    def _back_off(self, sink: str, backoff: _SinkState, now_ms: int, reason: str) -> None:
         backoff.failures += 1
         doublings = min(backoff.failures - 1, _DOUBLINGS_MAX)
         delay_ms = min(RETRY_BACKOFF_MS_FIRST * 2**doublings, self._backoff_ms_max)
         backoff.next_attempt_ms = now_ms + delay_ms
         self._log.warning(
-            "notices.sink_backing_off sink=%s failures=%d retry_in_ms=%d reason=%s",
+            "event=notices.sink_backing_off sink=%s failures=%d retry_in_ms=%d reason=%s",
             sink,
             backoff.failures,
             delay_ms,
             json.dumps(reason, ensure_ascii=False),
         )
 
-    def _recovered(self, sink: str, backoff: _Backoff) -> None:
+    def _recovered(self, sink: str, backoff: _SinkState) -> None:
         if backoff.failures:
             self._log.info(
-                "notices.sink_recovered sink=%s after_failures=%d", sink, backoff.failures
+                "event=notices.sink_recovered sink=%s after_failures=%d", sink, backoff.failures
             )
         backoff.failures = 0
         backoff.next_attempt_ms = 0
 
-    def _pending_count(self, sink: str) -> int:
+    def _pending_count(self, sink: str, floor_seq: int) -> int:
         with transaction(self._engine) as conn:
-            return NoticeOutbox(conn).pending_count(sink)
+            return pending_count_after(conn, sink, after_seq=floor_seq)
 
 
 async def _first_of(

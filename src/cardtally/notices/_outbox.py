@@ -2,9 +2,11 @@
 
 The issuer adds a notice with the same connection, inside the same transaction,
 as the ledger change it reports; so a notice exists if and only if the change was
-committed. A sink's pending notices are those without a delivery row for it, which
-needs no cursor: on PostgreSQL transactions may commit out of ``seq`` order, and a
-cursor could step over a notice whose transaction was still open.
+committed. A sink's pending notices are those without a delivery row for it: the
+database keeps no cursor, because on PostgreSQL transactions may commit out of
+``seq`` order and a cursor could step over a notice whose transaction was still
+open. (The dispatcher keeps a floor in memory to spare itself the full history and
+rescans from the start now and then; see ``_dispatcher``.)
 """
 
 from __future__ import annotations
@@ -83,25 +85,11 @@ class NoticeOutbox:
 
     def pending(self, sink: str, limit: int) -> list[Notice]:
         """Up to ``limit`` notices not yet delivered to ``sink``, oldest first."""
-        _check_limit(limit, PENDING_LIMIT_MAX)
-        query = (
-            select(notice_table.c.payload)
-            .where(~_delivered_to(check_sink_name(sink)))
-            .order_by(notice_table.c.seq)
-            .limit(limit)
-        )
-        return [_from_payload(row.payload) for row in self._conn.execute(query)]
+        return [notice for _, notice in pending_after(self._conn, sink, limit, after_seq=0)]
 
     def pending_count(self, sink: str) -> int:
         """How many notices ``sink`` has not had yet."""
-        query = (
-            select(func.count())
-            .select_from(notice_table)
-            .where(~_delivered_to(check_sink_name(sink)))
-        )
-        count = self._conn.execute(query).scalar_one()
-        assert isinstance(count, int)
-        return count
+        return pending_count_after(self._conn, sink, after_seq=0)
 
     def mark_delivered(self, notice_id: str, sink: str, at_ms: int) -> bool:
         """Record that ``sink`` took the notice; True if new, False if already recorded."""
@@ -154,6 +142,42 @@ class NoticeOutbox:
             lite_statement = lite_insert.on_conflict_do_nothing(index_elements=conflict_on)
             return self._conn.execute(lite_statement).rowcount == 1
         raise NoticeError(f"no notice outbox for database dialect {dialect!r}")
+
+
+def last_seq(conn: Connection) -> int:
+    """The highest ``seq`` this connection can see (0 for an empty outbox)."""
+    top = conn.execute(select(func.max(notice_table.c.seq))).scalar_one()
+    return 0 if top is None else int(top)
+
+
+def pending_after(
+    conn: Connection, sink: str, limit: int, *, after_seq: int
+) -> list[tuple[int, Notice]]:
+    """Pending notices of ``sink`` with ``seq > after_seq``, oldest first, with their seq.
+
+    For the dispatcher: starting above a floor keeps each round's scan to the
+    notices that arrived since, instead of the whole history.
+    """
+    _check_limit(limit, PENDING_LIMIT_MAX)
+    query = (
+        select(notice_table.c.seq, notice_table.c.payload)
+        .where(notice_table.c.seq > after_seq, ~_delivered_to(check_sink_name(sink)))
+        .order_by(notice_table.c.seq)
+        .limit(limit)
+    )
+    return [(int(row.seq), _from_payload(row.payload)) for row in conn.execute(query)]
+
+
+def pending_count_after(conn: Connection, sink: str, *, after_seq: int) -> int:
+    """How many notices with ``seq > after_seq`` ``sink`` has not had."""
+    query = (
+        select(func.count())
+        .select_from(notice_table)
+        .where(notice_table.c.seq > after_seq, ~_delivered_to(check_sink_name(sink)))
+    )
+    count = conn.execute(query).scalar_one()
+    assert isinstance(count, int)
+    return count
 
 
 def _delivered_to(sink: str) -> ColumnElement[bool]:
