@@ -25,11 +25,10 @@ from cardtally.issuer._core import (
     IssuerCore,
     IssuerPolicy,
     Outcome,
-    funding_account_id,
-    settlement_account_id,
 )
 from cardtally.issuer._database import ISSUER_TREE, ISSUER_TREES, open_issuer_database
 from cardtally.issuer._model import Card, CardKind, CardStatus, StoredResponse, TxnKind, TxnRecord
+from cardtally.issuer._posting import funding_account_id, settlement_account_id
 from cardtally.issuer._request import LOCAL_TIME, LocalTime, classify, content_digest, request_key
 from cardtally.issuer._service import IssuerService
 from cardtally.issuer._store import IssuerStore, SqlIssuerStore

@@ -12,8 +12,8 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cardtally.issuer._core import funding_account_id, settlement_account_id
 from cardtally.issuer._model import Card, CardKind, CardStatus
+from cardtally.issuer._posting import funding_account_id, settlement_account_id
 from cardtally.issuer._schema import card_table
 from cardtally.issuer._store import SqlIssuerStore, card_from_row
 from cardtally.ledger import Account, AccountSpec, Ledger, SqlLedgerStore, Transfer, TransferSpec

@@ -1,0 +1,196 @@
+"""Follow-ups: requests that refer to an earlier transaction (completion, void, refund, reversal).
+
+Each finds its original, checks what is still in effect (``_history``), and posts
+the new transfer that completes, returns or undoes it. Nothing is updated in place.
+"""
+
+from __future__ import annotations
+
+from cardtally.issuer._checks import check_amount, check_status
+from cardtally.issuer._history import (
+    effective,
+    has_effective,
+    original_by_rrn,
+    refunded,
+    reversal_target,
+    undo_blocker,
+)
+from cardtally.issuer._model import DEBIT_KINDS, Card, TxnKind, TxnRecord
+from cardtally.issuer._posting import (
+    Decision,
+    IssuerRequest,
+    amount_of,
+    declined,
+    post,
+    settlement_account_id,
+    transfer_spec,
+)
+from cardtally.issuer._store import IssuerStore
+from cardtally.ledger import Transfer, TransferKind
+from cardtally.money import Money
+from cardtally.notices import NoticeKind
+from cardtally.wire import Pan
+from cardtally.wire import _codes as rc
+
+
+def completion(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> Decision:
+    message = request.message
+    decline = check_status(card) or check_amount(card, message)
+    if decline is not None:
+        return declined(decline)
+    holds = [
+        t
+        for t in store.txns_by_reference(card.id, auth_code=message.auth_code or "")
+        if t.kind is TxnKind.PREAUTH and t.approved
+    ]
+    if not holds:
+        return Decision(rc.ORIGINAL_NOT_FOUND, "no pre-authorisation with that auth code")
+    hold = holds[0]
+    if not effective(hold, store) or has_effective(hold, store, TxnKind.COMPLETION):
+        return Decision(
+            rc.INVALID_TRANSACTION,
+            "pre-authorisation already completed or reversed",
+            original=hold,
+        )
+    amount = amount_of(message)
+    if amount > hold.amount_minor:
+        return Decision(rc.INVALID_AMOUNT, "completion above the held amount", original=hold)
+    assert hold.transfer_id is not None
+    spec = transfer_spec(
+        request,
+        card.account_id,
+        settlement_account_id(card.currency),
+        amount,
+        card.currency,
+        kind=TransferKind.POST,
+        pending_id=hold.transfer_id,
+    )
+    decision = post(
+        request, card, spec, store, notice=(NoticeKind.DEBIT, "pre-authorisation completion")
+    )
+    decision.original = hold
+    return decision
+
+
+def void(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> Decision:
+    message = request.message
+    original = original_by_rrn(card, message, store)
+    if original is None:
+        return Decision(rc.ORIGINAL_NOT_FOUND, "no sale with that RRN on this card")
+    if message.auth_code and message.auth_code != original.auth_code:
+        return Decision(
+            rc.ORIGINAL_NOT_FOUND, "auth code does not match the original", original=original
+        )
+    problem = undo_blocker(original, store)
+    if problem is None and original.local_date != request.now.date:
+        problem = "void only on the day of the sale; send a refund instead"
+    if problem is None and amount_of(message) != original.amount_minor:
+        return Decision(
+            rc.INVALID_AMOUNT, "void amount differs from the original", original=original
+        )
+    if problem is not None:
+        return Decision(rc.INVALID_TRANSACTION, problem, original=original)
+    spec = transfer_spec(
+        request,
+        settlement_account_id(card.currency),
+        card.account_id,
+        original.amount_minor,
+        card.currency,
+    )
+    decision = post(request, card, spec, store, notice=(NoticeKind.REFUND, "void"))
+    decision.original = original
+    return decision
+
+
+def refund(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> Decision:
+    message = request.message
+    decline = check_amount(card, message)
+    if decline is not None:
+        return declined(decline)
+    original = original_by_rrn(card, message, store)
+    if original is None:
+        return Decision(rc.ORIGINAL_NOT_FOUND, "no sale with that RRN on this card")
+    if not effective(original, store) or has_effective(original, store, TxnKind.VOID):
+        return Decision(
+            rc.INVALID_TRANSACTION, "original already voided or reversed", original=original
+        )
+    remaining = original.amount_minor - refunded(original, store)
+    if amount_of(message) > remaining:
+        reason = f"refund above what remains refundable ({Money(remaining, card.currency)})"
+        return Decision(rc.INVALID_AMOUNT, reason, original=original)
+    spec = transfer_spec(
+        request,
+        settlement_account_id(card.currency),
+        card.account_id,
+        amount_of(message),
+        card.currency,
+    )
+    decision = post(request, card, spec, store, notice=(NoticeKind.REFUND, "refund"))
+    decision.original = original
+    return decision
+
+
+def reversal(request: IssuerRequest, store: IssuerStore) -> Decision:
+    original = reversal_target(request.message, store)
+    if original is None:
+        return Decision(rc.ORIGINAL_NOT_FOUND, "no original with that terminal, merchant and STAN")
+    card = store.card(original.card_id) if original.card_id else None
+    if card is None or not effective(original, store):
+        return Decision(
+            rc.APPROVED,
+            "nothing to undo: the original moved no money",
+            card=card,
+            original=original,
+        )
+    if has_effective(original, store, TxnKind.VOID):
+        return Decision(
+            rc.APPROVED,
+            "nothing to undo: the original was voided",
+            card=card,
+            original=original,
+        )
+    assert original.transfer_id is not None
+    moved = store.ledger.transfer(original.transfer_id)
+    assert moved is not None, f"transfer {original.transfer_id} of {original.id} is missing"
+    decision = _undo(request, card, original, moved, store)
+    decision.original = original
+    decision.card = card
+    return decision
+
+
+def _undo(
+    request: IssuerRequest,
+    card: Card,
+    original: TxnRecord,
+    moved: Transfer,
+    store: IssuerStore,
+) -> Decision:
+    if moved.kind is TransferKind.PENDING:
+        if store.ledger.resolution_of(moved.id) is not None:
+            return Decision(
+                rc.INVALID_TRANSACTION,
+                "hold already completed or expired; reverse the completion",
+            )
+        spec = transfer_spec(
+            request,
+            moved.debit_account_id,
+            moved.credit_account_id,
+            moved.amount_minor,
+            moved.currency,
+            kind=TransferKind.VOID,
+            pending_id=moved.id,
+        )
+        return post(request, card, spec, store, notice=None)
+    amount = moved.amount_minor - (refunded(original, store) if original.kind in DEBIT_KINDS else 0)
+    if amount <= 0:
+        return Decision(rc.APPROVED, "nothing to undo: already refunded in full")
+    spec = transfer_spec(
+        request, moved.credit_account_id, moved.debit_account_id, amount, moved.currency
+    )
+    credits_card = moved.debit_account_id == card.account_id
+    notice = (
+        (NoticeKind.REFUND, "reversal")
+        if credits_card
+        else (NoticeKind.DEBIT, f"reversal of {original.kind.value}")
+    )
+    return post(request, card, spec, store, notice=notice)
