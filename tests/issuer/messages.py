@@ -102,8 +102,14 @@ def refund(card: str, original: Message, amount_minor: int, stan: int) -> Messag
 
 def preauth(card: str, amount_minor: int, stan: int, **kwargs: object) -> Message:
     return sale(
-        card, amount_minor, stan, mti="0100", processing_code="030000", txn_type="10", **kwargs
-    )  # type: ignore[arg-type]
+        card,
+        amount_minor,
+        stan,
+        mti="0100",
+        processing_code="030000",
+        txn_type="10",
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def completion(card: str, amount_minor: int, auth_code: str, stan: int) -> Message:

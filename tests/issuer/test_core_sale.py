@@ -14,6 +14,7 @@ from tests.issuer.messages import (
     UNKNOWN_PAN,
     balance_inquiry,
     pan,
+    reversal,
     sale,
 )
 
@@ -136,6 +137,10 @@ def test_per_transaction_and_daily_limits_give_61(bank: Bank) -> None:
     assert bank.run(sale(limited, 30_000, 2)).response_code == "00"
     assert bank.run(sale(limited, 20_001, 3)).response_code == "61"  # 50,001 today
     assert bank.run(sale(limited, 20_000, 4)).response_code == "00"
+    assert bank.run(sale(limited, 1, 6)).response_code == "61"
+    # A reversed sale no longer counts against the day.
+    assert bank.run(reversal(sale(limited, 20_000, 4))).response_code == "00"
+    assert bank.run(sale(limited, 20_000, 7)).response_code == "00"
     next_day = NOON + 86_400_000
     assert bank.run(sale(limited, 20_000, 5), now_ms=next_day).response_code == "00"
 

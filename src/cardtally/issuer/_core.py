@@ -25,7 +25,6 @@ from cardtally.issuer._checks import (
     check_status,
 )
 from cardtally.issuer._follow_ups import completion, refund, reversal, void
-from cardtally.issuer._history import effective
 from cardtally.issuer._model import Card, StoredResponse, TxnKind, TxnRecord
 from cardtally.issuer._posting import (
     Decision,
@@ -193,11 +192,7 @@ class IssuerCore:
         )
         if decline is not None:
             return decline
-        spent = sum(
-            t.amount_minor
-            for t in store.txns_on(card.id, request.now.date, _DAILY_KINDS)
-            if effective(t, store)
-        )
+        spent = store.spent_on(card.id, request.now.date, _DAILY_KINDS)
         return check_limits(card, amount, spent)
 
     def _sale(self, request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> Decision:

@@ -53,9 +53,9 @@ class IssuerStore(Protocol):
 
     def followers(self, original_id: str) -> list[TxnRecord]: ...
 
-    def txns_on(
-        self, card_id: str, local_date: str, kinds: Iterable[TxnKind]
-    ) -> list[TxnRecord]: ...
+    def spent_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> int:
+        """Approved amounts of ``kinds`` on the card that day, less those reversed since."""
+        ...
 
     def add_notice(self, notice: Notice) -> None: ...
 
@@ -153,12 +153,28 @@ class SqlIssuerStore:
     def followers(self, original_id: str) -> list[TxnRecord]:
         return self._txns(txn_table.c.original_id == original_id)
 
-    def txns_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> list[TxnRecord]:
-        return self._txns(
+    def spent_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> int:
+        # One query, not one per sale: a busy card's n-th sale must not cost n look-ups.
+        reversal = txn_table.alias("reversal")
+        undone = (
+            sa.select(reversal.c.id)
+            .where(
+                reversal.c.original_id == txn_table.c.id,
+                reversal.c.kind == TxnKind.REVERSAL.value,
+                reversal.c.response_code == "00",
+                reversal.c.transfer_id.is_not(None),
+            )
+            .exists()
+        )
+        query = sa.select(sa.func.coalesce(sa.func.sum(txn_table.c.amount_minor), 0)).where(
             txn_table.c.card_id == card_id,
             txn_table.c.local_date == local_date,
             txn_table.c.kind.in_([kind.value for kind in kinds]),
+            txn_table.c.response_code == "00",
+            txn_table.c.transfer_id.is_not(None),
+            ~undone,
         )
+        return int(self._conn.execute(query).scalar_one())
 
     def _txns(self, *where: sa.ColumnElement[bool]) -> list[TxnRecord]:
         query = sa.select(txn_table).where(*where).order_by(txn_table.c.at_ms.desc())

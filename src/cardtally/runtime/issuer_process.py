@@ -94,9 +94,12 @@ def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger
 def _deliver_notices(process: IssuerProcess, stop: threading.Event) -> None:
     # At least once: every round reads what is still undelivered, so a notice
     # whose delivery failed or was cut short is simply tried again.
+    # A stop seen before a round still gets that full round, so notices committed
+    # by the last batches before shutdown leave now rather than at the next start.
     while True:
+        stopping = stop.is_set()
         process.dispatcher.deliver_once(_now_ms())
-        if stop.is_set():
+        if stopping:
             return
         process.notices_written.wait(NOTICE_INTERVAL_MS / 1000)
         process.notices_written.clear()
@@ -119,7 +122,8 @@ def serve_issuer(config: Config, *, host: str, port: int) -> None:
     def ready(bound: int) -> None:
         startup_ms = round((time.monotonic() - started) * 1000)
         log_event(logger, "issuer.ready", host=host, port=bound, startup_ms=startup_ms)
-        print(f"listening on {host}:{bound}", flush=True)
+        # One write (print writes the newline apart): a console notice must not split the line.
+        print(f"listening on {host}:{bound}\n", end="", flush=True)
 
     try:
         serve_forever(process.server, ready=ready)
