@@ -25,8 +25,8 @@ def demo_command(ctx: typer.Context) -> None:
         Panel.fit(
             "[bold]cardtally foundation demo[/]\n"
             "A test terminal and a key host trade ISO 8583 frames over TCP (127.0.0.1).\n"
-            "The payment network (issuer, switch, terminal journal, day end) is not\n"
-            "built yet; this run shows the floor it will stand on and checks each piece.",
+            "The issuer host is built (try `cardtally issuer serve`); the switch, the\n"
+            "terminal journal and day end come next. This run checks the floor beneath them.",
         )
     )
 
