@@ -26,7 +26,7 @@ def demo_command(ctx: typer.Context) -> None:
             "[bold]cardtally foundation demo[/]\n"
             "A test terminal and a key host trade ISO 8583 frames over TCP (127.0.0.1).\n"
             "The issuer host is built (try `cardtally issuer serve`); the switch, the\n"
-            "terminal journal and day end come next. This run checks the floor beneath them.",
+            "terminal journal and day end come next; this run checks what they stand on.",
         )
     )
 
