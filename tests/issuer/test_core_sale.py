@@ -6,7 +6,7 @@ import pytest
 
 from cardtally.issuer import CardLimits
 from cardtally.wire import Message
-from tests.issuer.bank import DEFAULT_LIMITS, NOON, Bank
+from tests.issuer.bank import NOON, Bank
 from tests.issuer.messages import (
     CREDIT_PAN,
     DEBIT_PAN,
@@ -177,7 +177,3 @@ def test_echo_is_answered_without_a_record(bank: Bank) -> None:
     assert outcome.response is not None
     assert (outcome.response.mti, outcome.response.response_code) == ("0810", "00")
     assert bank.snapshot() == before
-
-
-def test_limits_default_matches_the_brief() -> None:
-    assert DEFAULT_LIMITS.no_pin_limit_minor == 100_000  # CNY 1,000.00

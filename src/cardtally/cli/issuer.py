@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from cardtally.issuer import (
 )
 from cardtally.ledger import Account, Transfer
 from cardtally.money import Money
+from cardtally.runtime import wall_clock_ms
 from cardtally.security import DataKeys, load_data_keys, load_issuer_keys
 from cardtally.storage import transaction
 from cardtally.wire import Pan, PanError
@@ -69,10 +69,6 @@ class _Issuer:
     data_keys: DataKeys
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _issuer(ctx: typer.Context) -> _Issuer:
     config = state_of(ctx).config()
     return _Issuer(config, load_data_keys(config.home))
@@ -80,7 +76,7 @@ def _issuer(ctx: typer.Context) -> _Issuer:
 
 @contextmanager
 def _database(issuer: _Issuer) -> Iterator[Connection]:
-    engine = open_issuer_database(issuer.config.issuer.database, _now_ms())
+    engine = open_issuer_database(issuer.config.issuer.database, wall_clock_ms())
     try:
         with transaction(engine) as conn:
             yield conn
@@ -175,7 +171,7 @@ def add_command(  # noqa: PLR0917 - Typer maps each option to a parameter
     )
     keys = load_issuer_keys(issuer.config.home)
     with _database(issuer) as conn:
-        shown = view(conn, add_card(conn, issuer.data_keys, keys, new, _now_ms()))
+        shown = view(conn, add_card(conn, issuer.data_keys, keys, new, wall_clock_ms()))
     card = shown.card
     out.print(
         f"card {card.pan_masked} issued: {card.kind}, expiry {card.expiry[2:]}/{card.expiry[:2]}, "
@@ -271,7 +267,7 @@ def _change_status(ctx: typer.Context, pan: str, status: CardStatus, reason: str
     issuer = _issuer(ctx)
     with _database(issuer) as conn:
         card = set_status(
-            conn, find_card(conn, issuer.data_keys, _pan(pan)), status, _now_ms(), reason
+            conn, find_card(conn, issuer.data_keys, _pan(pan)), status, wall_clock_ms(), reason
         )
     out.print(f"card {card.pan_masked} is now {card.status}")
 

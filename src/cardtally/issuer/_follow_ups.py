@@ -7,14 +7,7 @@ the new transfer that completes, returns or undoes it. Nothing is updated in pla
 from __future__ import annotations
 
 from cardtally.issuer._checks import check_amount, check_status
-from cardtally.issuer._history import (
-    effective,
-    has_effective,
-    original_by_rrn,
-    refunded,
-    reversal_target,
-    undo_blocker,
-)
+from cardtally.issuer._history import Standing, original_by_rrn, reversal_target, standing
 from cardtally.issuer._model import DEBIT_KINDS, Card, TxnKind, TxnRecord
 from cardtally.issuer._posting import (
     Decision,
@@ -46,7 +39,8 @@ def completion(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore)
     if not holds:
         return Decision(rc.ORIGINAL_NOT_FOUND, "no pre-authorisation with that auth code")
     hold = holds[0]
-    if not effective(hold, store) or has_effective(hold, store, TxnKind.COMPLETION):
+    held = standing(hold, store)
+    if not held.in_effect or held.completed:
         return Decision(
             rc.INVALID_TRANSACTION,
             "pre-authorisation already completed or reversed",
@@ -81,7 +75,7 @@ def void(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> De
         return Decision(
             rc.ORIGINAL_NOT_FOUND, "auth code does not match the original", original=original
         )
-    problem = undo_blocker(original, store)
+    problem = standing(original, store).undo_blocker()
     if problem is None and original.local_date != request.now.date:
         problem = "void only on the day of the sale; send a refund instead"
     if problem is None and amount_of(message) != original.amount_minor:
@@ -110,11 +104,12 @@ def refund(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> 
     original = original_by_rrn(card, message, store)
     if original is None:
         return Decision(rc.ORIGINAL_NOT_FOUND, "no sale with that RRN on this card")
-    if not effective(original, store) or has_effective(original, store, TxnKind.VOID):
+    now = standing(original, store)
+    if not now.in_effect or now.voided:
         return Decision(
             rc.INVALID_TRANSACTION, "original already voided or reversed", original=original
         )
-    remaining = original.amount_minor - refunded(original, store)
+    remaining = original.amount_minor - now.refunded_minor
     if amount_of(message) > remaining:
         reason = f"refund above what remains refundable ({Money(remaining, card.currency)})"
         return Decision(rc.INVALID_AMOUNT, reason, original=original)
@@ -135,14 +130,15 @@ def reversal(request: IssuerRequest, store: IssuerStore) -> Decision:
     if original is None:
         return Decision(rc.ORIGINAL_NOT_FOUND, "no original with that terminal, merchant and STAN")
     card = store.card(original.card_id) if original.card_id else None
-    if card is None or not effective(original, store):
+    now = standing(original, store)
+    if card is None or not now.in_effect:
         return Decision(
             rc.APPROVED,
             "nothing to undo: the original moved no money",
             card=card,
             original=original,
         )
-    if has_effective(original, store, TxnKind.VOID):
+    if now.voided:
         return Decision(
             rc.APPROVED,
             "nothing to undo: the original was voided",
@@ -152,7 +148,7 @@ def reversal(request: IssuerRequest, store: IssuerStore) -> Decision:
     assert original.transfer_id is not None
     moved = store.ledger.transfer(original.transfer_id)
     assert moved is not None, f"transfer {original.transfer_id} of {original.id} is missing"
-    decision = _undo(request, card, original, moved, store)
+    decision = _undo(request, card, original, moved, store, now=now)
     decision.original = original
     decision.card = card
     return decision
@@ -164,6 +160,8 @@ def _undo(
     original: TxnRecord,
     moved: Transfer,
     store: IssuerStore,
+    *,
+    now: Standing,
 ) -> Decision:
     if moved.kind is TransferKind.PENDING:
         if store.ledger.resolution_of(moved.id) is not None:
@@ -181,7 +179,7 @@ def _undo(
             pending_id=moved.id,
         )
         return post(request, card, spec, store, notice=None)
-    amount = moved.amount_minor - (refunded(original, store) if original.kind in DEBIT_KINDS else 0)
+    amount = moved.amount_minor - (now.refunded_minor if original.kind in DEBIT_KINDS else 0)
     if amount <= 0:
         return Decision(rc.APPROVED, "nothing to undo: already refunded in full")
     spec = transfer_spec(

@@ -6,42 +6,61 @@ original, so nothing about the original is ever updated.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cardtally.issuer._model import DEBIT_KINDS, Card, TxnKind, TxnRecord
 from cardtally.issuer._store import IssuerStore
 from cardtally.wire import Message
 
 
-def undone(txn: TxnRecord, store: IssuerStore) -> bool:
-    return any(
-        f.kind is TxnKind.REVERSAL and f.approved and f.transfer_id for f in store.followers(txn.id)
+def _moved(txn: TxnRecord) -> bool:
+    """Approved and posted (or held) money; declines and balance inquiries move none."""
+    return txn.approved and txn.transfer_id is not None
+
+
+def _undoes(txn: TxnRecord) -> bool:
+    return txn.kind is TxnKind.REVERSAL and _moved(txn)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a transaction stands now, from the requests that followed it."""
+
+    in_effect: bool  # moved money and has not been reversed since
+    voided: bool
+    completed: bool
+    refunded_minor: int
+
+    def undo_blocker(self) -> str | None:
+        """Why a void may not undo it, or ``None`` when it may."""
+        if not self.in_effect:
+            return "original already reversed"
+        if self.voided:
+            return "original already voided"
+        if self.refunded_minor:
+            return "original partly refunded; refund the rest instead"
+        return None
+
+
+def standing(txn: TxnRecord, store: IssuerStore) -> Standing:
+    """Read the follow-ups once: a void, refund or completion counts unless itself reversed.
+
+    ``SqlIssuerStore.spent_on`` applies the same "in effect" rule in SQL, for speed.
+    """
+    followers = store.followers(txn.id)
+    live = [
+        f
+        for f in followers
+        if f.kind is not TxnKind.REVERSAL
+        and _moved(f)
+        and not any(_undoes(g) for g in store.followers(f.id))
+    ]
+    return Standing(
+        in_effect=_moved(txn) and not any(_undoes(f) for f in followers),
+        voided=any(f.kind is TxnKind.VOID for f in live),
+        completed=any(f.kind is TxnKind.COMPLETION for f in live),
+        refunded_minor=sum(f.amount_minor for f in live if f.kind is TxnKind.REFUND),
     )
-
-
-def effective(txn: TxnRecord, store: IssuerStore) -> bool:
-    """Approved, moved (or held) money, and not reversed since."""
-    return txn.approved and txn.transfer_id is not None and not undone(txn, store)
-
-
-def has_effective(txn: TxnRecord, store: IssuerStore, kind: TxnKind) -> bool:
-    return any(f.kind is kind and effective(f, store) for f in store.followers(txn.id))
-
-
-def refunded(txn: TxnRecord, store: IssuerStore) -> int:
-    return sum(
-        f.amount_minor
-        for f in store.followers(txn.id)
-        if f.kind is TxnKind.REFUND and effective(f, store)
-    )
-
-
-def undo_blocker(original: TxnRecord, store: IssuerStore) -> str | None:
-    if not effective(original, store):
-        return "original already reversed"
-    if has_effective(original, store, TxnKind.VOID):
-        return "original already voided"
-    if refunded(original, store):
-        return "original partly refunded; refund the rest instead"
-    return None
 
 
 def reversal_target(message: Message, store: IssuerStore) -> TxnRecord | None:

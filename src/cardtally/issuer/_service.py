@@ -9,7 +9,6 @@ before the state behind it is durable.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -17,17 +16,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from cardtally.issuer._core import FINANCIAL, NETWORK_MANAGEMENT, IssuerCore, Outcome
 from cardtally.issuer._store import SqlIssuerStore
-from cardtally.runtime import Counters, Reply, Request, log_event
+from cardtally.runtime import Counters, Reply, Request, log_event, wall_clock_ms
 from cardtally.storage import transaction
 from cardtally.wire import DecodeError, Message, decode_message, encode_message, response_mti
 from cardtally.wire import _codes as rc
 
 _ANSWERABLE: Final = FINANCIAL | NETWORK_MANAGEMENT
 _MTI_BYTES: Final = 2
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class IssuerService:
@@ -40,7 +35,7 @@ class IssuerService:
         *,
         counters: Counters,
         logger: logging.Logger,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
+        clock_ms: Callable[[], int] = wall_clock_ms,
         notices_written: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine

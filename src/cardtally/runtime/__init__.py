@@ -12,6 +12,7 @@ Everything is bounded by :class:`ServerLimits`. A ``serve`` command wires it up 
 """
 
 from cardtally.runtime._client import FrameClient, SyncFrameClient
+from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
 from cardtally.runtime._errors import LinkClosedError
 from cardtally.runtime._handler import BatchHandler, Reply, Request
@@ -34,4 +35,5 @@ __all__ = [
     "configure_logging",
     "log_event",
     "serve_forever",
+    "wall_clock_ms",
 ]

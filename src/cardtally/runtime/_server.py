@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Final
 
+from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
 from cardtally.runtime._frames import SplitFrame, split_frame
 from cardtally.runtime._handler import BatchHandler, Reply, Request
@@ -46,10 +46,6 @@ SERVER_COUNTERS: Final = (
     "ticks",
     "tick_errors",
 )
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _peer_text(writer: asyncio.StreamWriter) -> str:
@@ -384,7 +380,7 @@ class FrameServer:
                 return "idle"
             if not data:
                 return "eof_mid_frame" if decoder.buffered_bytes else None
-            received_at_ms = _wall_ms()
+            received_at_ms = wall_clock_ms()
             try:
                 frames = [split_frame(body, self._link) for body in decoder.feed(data)]
             except DecodeError as exc:  # FrameTooLargeError included
@@ -507,7 +503,7 @@ class FrameServer:
     async def _run_tick(self) -> None:
         self._counters.inc("ticks")
         try:
-            await self._lane.run(self._handler.tick, _wall_ms())
+            await self._lane.run(self._handler.tick, wall_clock_ms())
         except Exception as exc:
             self._counters.inc("tick_errors")
             log_event(

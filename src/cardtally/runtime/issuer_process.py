@@ -21,6 +21,7 @@ from cardtally.config import Config
 from cardtally.issuer import IssuerCore, IssuerPolicy, IssuerService, open_issuer_database
 from cardtally.issuer._core import DAY_MS
 from cardtally.notices import NoticeDispatcher, build_sinks
+from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
 from cardtally.runtime._limits import ServerLimits
 from cardtally.runtime._logging import configure_logging, log_event
@@ -36,10 +37,6 @@ NOTICE_STOP_TIMEOUT_S: Final = 10.0
 ISSUER_COUNTERS: Final = ("approved", "declined", "duplicates", "refused", "reversals", "malformed")
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True, slots=True)
 class IssuerProcess:
     """Everything one issuer process runs, built but not yet started."""
@@ -53,7 +50,7 @@ class IssuerProcess:
 
 def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger) -> IssuerProcess:
     settings = config.issuer
-    engine = open_issuer_database(settings.database, _now_ms())
+    engine = open_issuer_database(settings.database, wall_clock_ms())
     core = IssuerCore(
         load_issuer_keys(config.home),
         load_data_keys(config.home),
@@ -98,7 +95,7 @@ def _deliver_notices(process: IssuerProcess, stop: threading.Event) -> None:
     # by the last batches before shutdown leave now rather than at the next start.
     while True:
         stopping = stop.is_set()
-        process.dispatcher.deliver_once(_now_ms())
+        process.dispatcher.deliver_once(wall_clock_ms())
         if stopping:
             return
         process.notices_written.wait(NOTICE_INTERVAL_MS / 1000)
