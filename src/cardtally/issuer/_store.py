@@ -155,6 +155,7 @@ class SqlIssuerStore:
 
     def spent_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> int:
         # One query, not one per sale: a busy card's n-th sale must not cost n look-ups.
+        # The "in effect" rule is the one in _history.standing, written as SQL.
         reversal = txn_table.alias("reversal")
         undone = (
             sa.select(reversal.c.id)
