@@ -90,6 +90,11 @@ class FakeParty:
             return Reply(bytes(LINK.frame_bytes_max))
         return Reply(b"echo:" + request.body)
 
+    def lane_job(self, arg: T) -> tuple[str, T]:
+        """A job for ``FrameServer.run_on_lane``, counted like a call (thread name, overlaps)."""
+        with self._call():
+            return threading.current_thread().name, arg
+
     def wait_until(self, predicate: Callable[[FakeParty], bool]) -> bool:
         """Block (in a worker thread, via asyncio.to_thread) until predicate holds."""
         with self._changed:
@@ -98,6 +103,21 @@ class FakeParty:
     @property
     def requests_seen(self) -> int:
         return sum(len(batch) for batch in self.batches)
+
+
+class DeferringParty(FakeParty):
+    """A FakeParty that answers bodies starting with ``later`` with ``Reply.later()``."""
+
+    @staticmethod
+    def reply_for(request: Request) -> Reply:
+        if request.body.startswith(b"later"):
+            return Reply.later()
+        return FakeParty.reply_for(request)
+
+    def deferred(self) -> list[Request]:
+        """The deferred requests seen so far, in the order the party saw them."""
+        with self._changed:
+            return [r for batch in self.batches for r in batch if r.body.startswith(b"later")]
 
 
 async def party_until(party: FakeParty, predicate: Callable[[FakeParty], bool]) -> None:

@@ -16,6 +16,7 @@ from cardtally.cli import demo as demo_cli
 from cardtally.cli import home as home_cli
 from cardtally.cli import issuer as issuer_cli
 from cardtally.cli import ledger as ledger_cli
+from cardtally.cli import switch as switch_cli
 from cardtally.cli import wire as wire_cli
 from cardtally.cli._output import EXIT_INTERNAL, EXIT_USAGE, err
 from cardtally.cli._state import CliState
@@ -26,6 +27,7 @@ from cardtally.money import MoneyError
 from cardtally.notices import NoticeError
 from cardtally.security import SecurityError
 from cardtally.storage import StorageError
+from cardtally.switch._errors import RegistryError, SwitchError
 from cardtally.wire import WireError
 
 app = typer.Typer(
@@ -42,6 +44,7 @@ app = typer.Typer(
 app.add_typer(wire_cli.app, name="wire")
 app.add_typer(home_cli.config_app, name="config")
 app.add_typer(issuer_cli.app, name="issuer")
+app.add_typer(switch_cli.app, name="switch")
 app.add_typer(ledger_cli.app, name="ledger")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
@@ -86,6 +89,8 @@ USER_ERRORS = (
     CardError,
     NoticeError,
     MoneyError,
+    RegistryError,
+    SwitchError,
 )
 
 

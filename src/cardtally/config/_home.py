@@ -78,6 +78,31 @@ SCHEMA: Final[dict[str, Section]] = {
         "host": Field(text, "127.0.0.1", "address the acquirer switch listens on"),
         "port": Field(PORT, 9584, "TCP port of the acquirer switch"),
         "database": Field(database_url, "sqlite:///switch.db", "switch database URL"),
+        "connections_max": Field(
+            integer(1, 10_000), 256, "terminal TCP connections served at once"
+        ),
+        "in_flight_per_connection_max": Field(
+            integer(1, 1024), 64, "requests awaiting an answer per terminal connection"
+        ),
+        "link_in_flight_max": Field(
+            integer(1, 10_000), 512, "requests awaiting an issuer's answer per issuer link"
+        ),
+        "batch_max": Field(integer(1, 4096), 128, "requests committed in one transaction"),
+        "issuer_timeout_ms": Field(
+            integer(100, 120_000), 5000, "default issuer answer timeout for 'switch issuers add'"
+        ),
+        "advice_backoff_min_ms": Field(
+            integer(10, 3_600_000), 500, "first wait before a reversal advice is repeated"
+        ),
+        "advice_backoff_max_ms": Field(
+            integer(10, 3_600_000), 30_000, "longest wait between repeats of a reversal advice"
+        ),
+        "advice_batch_max": Field(
+            integer(1, 4096), 64, "reversal advices sent per round of the store-and-forward queue"
+        ),
+        "echo_idle_ms": Field(
+            integer(1000, 3_600_000), 30_000, "an idle issuer link is echo-tested after this long"
+        ),
     },
 }
 
@@ -89,10 +114,19 @@ class WireConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class PartyConfig:
+class SwitchConfig:
     host: str
     port: int
     database: str  # absolute URL: relative SQLite paths are resolved against the home
+    connections_max: int
+    in_flight_per_connection_max: int
+    link_in_flight_max: int
+    batch_max: int
+    issuer_timeout_ms: int
+    advice_backoff_min_ms: int
+    advice_backoff_max_ms: int
+    advice_batch_max: int
+    echo_idle_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +155,7 @@ class Config:
     acquirer_id: str
     wire: WireConfig
     issuer: IssuerConfig
-    switch: PartyConfig
+    switch: SwitchConfig
 
 
 def resolve_home(option: str | Path | None, environ: dict[str, str] | None = None) -> Path:
@@ -148,6 +182,7 @@ def load_config(home: Path) -> Config:
     raw = _read_toml(path)
     try:
         values = validate(raw, SCHEMA)
+        _check_across_keys(values)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.message, str(path)) from None
     return Config(
@@ -156,14 +191,25 @@ def load_config(home: Path) -> Config:
         acquirer_id=values["network"]["acquirer_id"],
         wire=WireConfig(**values["wire"]),
         issuer=_issuer(home, values["issuer"]),
-        switch=_party(home, values["switch"]),
+        switch=_switch(home, values["switch"]),
     )
 
 
-def _party(home: Path, values: dict[str, Any]) -> PartyConfig:
-    return PartyConfig(
-        values["host"], values["port"], resolve_database_url(home, values["database"])
-    )
+def _check_across_keys(values: dict[str, dict[str, Any]]) -> None:
+    """Rules between keys, each reported against the key named last in the rule."""
+    switch = values["switch"]
+    if switch["advice_backoff_max_ms"] < switch["advice_backoff_min_ms"]:
+        raise ConfigError(
+            "switch.advice_backoff_max_ms",
+            f"must be at least switch.advice_backoff_min_ms "
+            f"({switch['advice_backoff_min_ms']}), got {switch['advice_backoff_max_ms']}",
+        )
+
+
+def _switch(home: Path, values: dict[str, Any]) -> SwitchConfig:
+    fields = dict(values)
+    fields["database"] = resolve_database_url(home, values["database"])
+    return SwitchConfig(**fields)
 
 
 def _issuer(home: Path, values: dict[str, Any]) -> IssuerConfig:

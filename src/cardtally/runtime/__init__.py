@@ -2,11 +2,16 @@
 
 A :class:`FrameServer` reads frames, hands the messages to the party in batches
 (:class:`BatchHandler`), and writes the replies only after the party has committed the batch.
+A party that must wait for someone else (a switch asking an issuer) answers
+``Reply.later()`` and sends the answer with :meth:`FrameServer.complete` when it comes.
 Everything is bounded by :class:`ServerLimits`. A ``serve`` command wires it up like this::
 
     server = FrameServer(issuer, host="127.0.0.1", port=9583, link=LinkProfile(),
                          limits=ServerLimits(), name="issuer")
     serve_forever(server, ready=lambda port: print(f"listening on {port}"))
+
+with ``services=[...]`` (each a :class:`Service`) for what must be up around the server, such
+as a switch's issuer links: started before it, stopped after its drain.
 
 :class:`FrameClient` and :class:`SyncFrameClient` speak the same framing from the other end.
 """
@@ -18,7 +23,7 @@ from cardtally.runtime._errors import LinkClosedError
 from cardtally.runtime._handler import BatchHandler, Reply, Request
 from cardtally.runtime._limits import ServerLimits
 from cardtally.runtime._logging import configure_logging, log_event
-from cardtally.runtime._serve import serve_forever
+from cardtally.runtime._serve import Service, serve_forever
 from cardtally.runtime._server import SERVER_COUNTERS, FrameServer
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "Reply",
     "Request",
     "ServerLimits",
+    "Service",
     "SyncFrameClient",
     "configure_logging",
     "log_event",

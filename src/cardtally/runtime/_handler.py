@@ -13,13 +13,16 @@ class Request:
 
     ``body`` is the raw ISO 8583 message (length prefix, TPDU and app header removed), still
     undecoded: a malformed message is the party's to answer, with a format error or by
-    closing the connection.
+    closing the connection. ``request_id`` is unique per server (positive; 0 only for a
+    request built by hand) and names the request to :meth:`FrameServer.complete
+    <cardtally.runtime.FrameServer.complete>` when its answer comes later.
     """
 
     connection_id: int
     peer: str
     body: bytes
     received_at_ms: int
+    request_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +31,23 @@ class Reply:
 
     ``body=None`` sends nothing (an advice that needs no answer on this link); ``close=True``
     closes the connection after the body, if any, is written (bytes that are not a message).
+    ``deferred=True`` (build it with :meth:`later`) answers nothing yet: the answer comes
+    later through :meth:`FrameServer.complete <cardtally.runtime.FrameServer.complete>`.
     """
 
     body: bytes | None
     close: bool = False
+    deferred: bool = False
+
+    def __post_init__(self) -> None:
+        # A deferred reply is a promise of one later; a body or a close now would break it.
+        if self.deferred and (self.body is not None or self.close):
+            raise ValueError("a deferred reply carries no body and does not close")
+
+    @classmethod
+    def later(cls) -> Reply:
+        """No answer yet: the request stays in flight until ``complete`` is called for it."""
+        return cls(body=None, close=False, deferred=True)
 
 
 class BatchHandler(Protocol):
@@ -47,6 +63,13 @@ class BatchHandler(Protocol):
         Returns only after the state behind the replies is committed (one transaction for the
         batch): the server writes the replies only after this returns. Raising means nothing
         was committed; the server then closes the batch's connections without replies.
+
+        A request whose answer depends on someone else (an acquirer switch forwarding to an
+        issuer) gets :meth:`Reply.later`; the party answers it afterwards with
+        :meth:`FrameServer.complete <cardtally.runtime.FrameServer.complete>`, keyed by its
+        ``request_id``. Until then the request holds its place in the connection's in-flight
+        window and a graceful stop waits for it, so the party must make sure every deferred
+        request is eventually completed (its own timer answers one that gets no answer).
         """
         ...
 

@@ -5,6 +5,12 @@ task takes whatever is queued (up to ``batch_size_max``), hands it to the party 
 lane, and writes the replies only after that call returns: the party commits the batch in one
 transaction, so the replies are durable before they are visible, and a burst of requests
 costs one commit instead of one each (group commit).
+
+A party that must ask someone else first (an acquirer switch asks the issuer) answers
+:meth:`Reply.later <cardtally.runtime.Reply.later>` instead: the request is parked, keeps its
+place in the connection's in-flight window, and is answered by :meth:`FrameServer.complete`
+whenever its answer arrives, so several requests on one connection are answered in the order
+they complete, not the order they came in.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
@@ -45,7 +51,12 @@ SERVER_COUNTERS: Final = (
     "handler_errors",
     "ticks",
     "tick_errors",
+    "deferred_completed",
+    "deferred_dropped",
 )
+
+A = TypeVar("A")
+T = TypeVar("T")
 
 
 def _peer_text(writer: asyncio.StreamWriter) -> str:
@@ -63,6 +74,7 @@ class _Connection:
         "frames_in",
         "id",
         "in_flight",
+        "parked",
         "peer",
         "reader",
         "reader_task",
@@ -83,8 +95,10 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.reader_task: asyncio.Task[None] | None = None
-        #: Requests queued or in a batch whose replies are not written yet.
+        #: Requests queued, in a batch or deferred whose replies are not written yet.
         self.in_flight = 0
+        #: Ids of this connection's deferred requests, dropped with it when it closes.
+        self.parked: set[int] = set()
         #: Set whenever in_flight drops, so a reader waiting for room re-checks.
         self.window = asyncio.Event()
         #: Why reading ended while requests were still in flight; close once they are answered.
@@ -105,10 +119,17 @@ class _Pending:
 class FrameServer:
     """Serve one party on one TCP port. Single use: start, serve, stop.
 
+    The party answers each request in its batch, or defers it with ``Reply.later()`` and
+    answers it afterwards with :meth:`complete` (or :meth:`complete_threadsafe`). A deferred
+    request keeps its place in the connection's in-flight window; a graceful stop waits for it
+    within ``drain_timeout_ms``; if its connection closes first, it is dropped. The party may
+    run its own jobs on the worker lane, serialized with its batches, via :meth:`run_on_lane`.
+
     Counters kept (see :data:`SERVER_COUNTERS`): ``connections_opened``,
     ``connections_refused``, ``connections_closed_bad_frame``, ``frames_in``, ``replies_out``,
     ``batches``, ``batch_requests`` (sum of batch sizes), ``handler_errors``, ``ticks``,
-    ``tick_errors``.
+    ``tick_errors``, ``deferred_completed`` (deferred requests answered) and
+    ``deferred_dropped`` (deferred requests whose connection closed before their answer).
     """
 
     def __init__(
@@ -144,8 +165,16 @@ class FrameServer:
         self._read_bytes_max = LENGTH_PREFIX_BYTES + link.frame_bytes_max
         self._conns: dict[int, _Connection] = {}
         self._ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+        #: Deferred requests awaiting complete(), by request id.
+        self._parked: dict[int, _Pending] = {}
+        #: Set while nothing is parked, for a stop to wait on.
+        self._none_parked = asyncio.Event()
+        self._none_parked.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(limits.queue_depth_max)
         self._lane = WorkerLane(f"{name}-lane")
+        self._lane_open = False
         self._listener: asyncio.Server | None = None
         self._bound_port: int | None = None
         self._committer: asyncio.Task[None] | None = None
@@ -184,7 +213,9 @@ class FrameServer:
             self._on_connect, self._host, self._port, limit=self._read_bytes_max
         )
         self._bound_port = int(self._listener.sockets[0].getsockname()[1])
+        self._loop = asyncio.get_running_loop()
         self._lane.start()
+        self._lane_open = True
         self._committer = asyncio.create_task(self._commit_loop(), name=f"{self._name}-committer")
         self._committer.add_done_callback(self._on_committer_done)
         log_event(
@@ -201,8 +232,9 @@ class FrameServer:
         """Graceful stop; returns when every connection is closed.
 
         Stops accepting and reading, lets queued and in-flight requests finish and their replies
-        be written, then closes every connection. Whatever is unfinished after
-        ``drain_timeout_ms`` is abandoned: its connections are closed without replies.
+        be written, waits for deferred requests to be completed, then closes every connection.
+        Whatever is unfinished after ``drain_timeout_ms`` is abandoned: its connections are
+        closed without replies.
         """
         if self._listener is None:
             return
@@ -241,6 +273,7 @@ class FrameServer:
             server=self._name,
             connections=len(self._conns),
             queued=self._queue.qsize(),
+            deferred=len(self._parked),
             forced=self._forced.is_set(),
         )
         readers = [c.reader_task for c in self._conns.values() if c.reader_task is not None]
@@ -251,7 +284,10 @@ class FrameServer:
             conn.done_reason = "stopping"
             self._close_if_answered(conn)
 
+        # The committer keeps running while deferred replies drain: the party's ticks may be
+        # what answers them (a timer firing for an issuer that never replied).
         drained = await self._wait_or_forced(self._queue.join(), deadline)
+        drained = drained and await self._wait_or_forced(self._none_parked.wait(), deadline)
         if not drained:
             log_event(
                 self._logger,
@@ -260,6 +296,7 @@ class FrameServer:
                 server=self._name,
                 queued=self._queue.qsize(),
                 in_batch=self._batch_requests_running,
+                deferred=len(self._parked),
                 connections=len(self._conns),
                 forced=self._forced.is_set(),
             )
@@ -269,6 +306,7 @@ class FrameServer:
         for conn in list(self._conns.values()):
             self._close(conn, "stopping" if drained else "abandoned")
         await self._flush_closing(deadline)
+        self._lane_open = False
         self._lane.shutdown()
         log_event(
             self._logger,
@@ -319,6 +357,71 @@ class FrameServer:
                 error=type(error).__name__,
             )
             self.abort()
+
+    # -- answers that come later -------------------------------------------------------------
+
+    def complete(self, request_id: int, reply: Reply) -> bool:
+        """Answer a request that was deferred with ``Reply.later()``; say whether it was sent.
+
+        Call on the event loop's thread (from another, use :meth:`complete_threadsafe`). The
+        reply is written like one from a batch: right away, so each deferred request is
+        answered as it completes. False means there was nothing to answer: the id was never
+        deferred, was completed already, or its connection closed meanwhile (that was counted
+        in ``deferred_dropped`` when it closed).
+        """
+        if reply.deferred:
+            raise ValueError("complete() takes the answer itself, not another Reply.later()")
+        pending = self._unpark(request_id)
+        if pending is None:
+            return False
+        outgoing: dict[_Connection, list[bytes]] = {}
+        self._answer(pending, reply, outgoing)
+        for conn, frames in outgoing.items():
+            self._write(conn, frames)
+        self._counters.inc("deferred_completed")
+        return True
+
+    def complete_threadsafe(self, request_id: int, reply: Reply) -> None:
+        """:meth:`complete` from any thread: scheduled on the server's loop, result unseen."""
+        if self._loop is None:
+            raise RuntimeError(f"server {self._name} is not started")
+        if reply.deferred:  # refused here, where the caller sees it, not in the loop's log
+            raise ValueError("complete() takes the answer itself, not another Reply.later()")
+        self._loop.call_soon_threadsafe(self.complete, request_id, reply)
+
+    def run_on_lane(self, fn: Callable[[A], T], arg: A) -> asyncio.Future[T]:
+        """Run ``fn(arg)`` on the worker lane, never alongside a batch or a tick; await it.
+
+        For the party's own work between batches (recording an issuer's answer before
+        completing the terminal's request). Call on the event loop's thread, after start()
+        and until the stop has finished; a slow job holds up every batch behind it.
+        """
+        if not self._lane_open:
+            raise RuntimeError(f"server {self._name} has no worker lane running")
+        return self._lane.run(fn, arg)
+
+    def _park(self, pending: _Pending) -> None:
+        request_id = pending.request.request_id
+        self._parked[request_id] = pending
+        pending.conn.parked.add(request_id)
+        self._none_parked.clear()
+
+    def _unpark(self, request_id: int) -> _Pending | None:
+        pending = self._parked.pop(request_id, None)
+        if pending is not None:
+            pending.conn.parked.discard(request_id)
+            if not self._parked:
+                self._none_parked.set()
+        return pending
+
+    def _drop_parked(self, conn: _Connection) -> int:
+        """Forget a closing connection's deferred requests (nobody is left to read their
+        answers), so what is parked stays bounded by the open connections' windows."""
+        dropped = len(conn.parked)
+        for request_id in list(conn.parked):
+            self._unpark(request_id)
+        self._counters.inc("deferred_dropped", by=dropped)
+        return dropped
 
     # -- connections -------------------------------------------------------------------------
 
@@ -427,7 +530,8 @@ class FrameServer:
         while conn.in_flight >= self._limits.in_flight_per_connection_max:
             conn.window.clear()
             await conn.window.wait()
-        request = Request(conn.id, conn.peer, frame.message, received_at_ms)
+        request_id = next(self._request_ids)
+        request = Request(conn.id, conn.peer, frame.message, received_at_ms, request_id)
         await self._queue.put(_Pending(request, conn, frame.tpdu, frame.header))
         # Counted after the put: a reader cancelled while the queue is full queued nothing.
         conn.in_flight += 1
@@ -441,6 +545,7 @@ class FrameServer:
             return
         conn.closed = True
         del self._conns[conn.id]
+        deferred = self._drop_parked(conn)
         task = conn.reader_task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -454,6 +559,7 @@ class FrameServer:
             frames_in=conn.frames_in,
             replies_out=conn.replies_out,
             unanswered=conn.in_flight,
+            deferred=deferred,
         )
         self._finish_close(conn.writer)
 
@@ -554,25 +660,38 @@ class FrameServer:
         """Write a committed batch's replies: one write per connection, not one per reply."""
         outgoing: dict[_Connection, list[bytes]] = {}
         for pending, reply in zip(live, replies, strict=True):
-            conn = pending.conn
-            if conn.closed:
+            if pending.conn.closed:
+                # Closed during the batch: a deferred answer would find nobody either.
+                if reply.deferred:
+                    self._counters.inc("deferred_dropped")
                 continue
-            conn.in_flight -= 1
-            conn.window.set()
-            close_reason = "handler_close" if reply.close else None
-            if reply.body is not None:
-                frame = self._encode_reply(pending, reply.body)
-                if frame is None:
-                    close_reason = "reply_unencodable"
-                else:
-                    outgoing.setdefault(conn, []).append(frame)
-            if close_reason is None and conn.in_flight == 0:
-                close_reason = conn.done_reason
-            if close_reason is not None:
-                self._write(conn, outgoing.pop(conn, []))
-                self._close(conn, close_reason)
+            if reply.deferred:
+                # Still in flight: the request keeps its place in the window until complete().
+                self._park(pending)
+                continue
+            self._answer(pending, reply, outgoing)
         for conn, frames in outgoing.items():
             self._write(conn, frames)
+
+    def _answer(
+        self, pending: _Pending, reply: Reply, outgoing: dict[_Connection, list[bytes]]
+    ) -> None:
+        """Settle one request: its frame joins ``outgoing``, or is written now with a close."""
+        conn = pending.conn
+        conn.in_flight -= 1
+        conn.window.set()
+        close_reason = "handler_close" if reply.close else None
+        if reply.body is not None:
+            frame = self._encode_reply(pending, reply.body)
+            if frame is None:
+                close_reason = "reply_unencodable"
+            else:
+                outgoing.setdefault(conn, []).append(frame)
+        if close_reason is None and conn.in_flight == 0:
+            close_reason = conn.done_reason
+        if close_reason is not None:
+            self._write(conn, outgoing.pop(conn, []))
+            self._close(conn, close_reason)
 
     def _encode_reply(self, pending: _Pending, body: bytes) -> bytes | None:
         try:

@@ -34,6 +34,7 @@ from cardtally.security._keys import (
     encode_signon_keys,
     generate_master_key,
     generate_working_keys,
+    kcv_hex,
     key_check_value,
 )
 from cardtally.security._mac import MAC_BYTES, MacAlgorithm, compute_mac, verify_mac
@@ -51,6 +52,7 @@ from cardtally.security._pin_verify import (
     verify_pin,
 )
 from cardtally.security._pinblock import PIN_BLOCK_BYTES, decrypt_pin_block, encrypt_pin_block
+from cardtally.security._sealed import open_secret, seal_secret
 
 __all__ = [
     "DATA_KEYS_ENV",
@@ -81,14 +83,17 @@ __all__ = [
     "generate_master_key",
     "generate_working_keys",
     "issuer_keys_path",
+    "kcv_hex",
     "key_check_value",
     "load_data_keys",
     "load_issuer_keys",
     "make_pin_verification",
     "message_mac_ok",
+    "open_secret",
     "pan_fingerprint",
     "protect_pan",
     "reveal_pan",
+    "seal_secret",
     "sign_message",
     "verify_mac",
     "verify_pin",

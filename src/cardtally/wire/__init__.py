@@ -31,7 +31,7 @@ from cardtally.wire._framing import (
     encode_frame,
 )
 from cardtally.wire._message import Message, pad_merchant_id, pad_terminal_id
-from cardtally.wire._mti import describe_mti, is_repeat, original_of, response_mti
+from cardtally.wire._mti import describe_mti, is_repeat, is_request, original_of, response_mti
 from cardtally.wire._pan import (
     Pan,
     PanError,
@@ -73,6 +73,7 @@ __all__ = [
     "encode_message",
     "encode_signed",
     "is_repeat",
+    "is_request",
     "luhn_check_digit",
     "luhn_ok",
     "mac_field_of",

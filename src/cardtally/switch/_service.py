@@ -1,0 +1,230 @@
+"""The switch on the runtime's worker lane: one transaction per batch, savepoint per item.
+
+Everything here runs on the lane thread, so the core's writes are serialized. The loop side
+(``runtime/switch_process.py``) is told what to do only after the transaction committed:
+durable before visible, for answers, forwards and advices alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.engine import Connection, Engine
+
+from cardtally.runtime import Counters, Reply, Request, log_event
+from cardtally.security import DataKeys
+from cardtally.storage import transaction
+from cardtally.switch._core import SwitchCore
+from cardtally.switch._effects import (
+    AdviceAcked,
+    AdviceSend,
+    Answer,
+    Forward,
+    Ignored,
+    IssuerOutcome,
+    Join,
+    TerminalAnswer,
+    TerminalOutcome,
+)
+from cardtally.switch._store import SqlSwitchStore
+from cardtally.wire import DecodeError, Message, decode_message, encode_message, response_mti
+from cardtally.wire import _codes as rc
+
+#: Counters the switch declares at start, so a scrape shows them at zero.
+SWITCH_COUNTERS: Final = (
+    "answered",
+    "forwarded",
+    "refused",
+    "duplicates",
+    "joined",
+    "timeouts",
+    "late_responses",
+    "advices_sent",
+    "advices_acked",
+    "issuer_ignored",
+    "item_errors",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerEvent:
+    """Something from the issuer side to settle: a message received, or a deadline passed."""
+
+    link_id: str
+    raw: bytes | None = None  # a message from the issuer
+    timed_out_txn: int | None = None  # a forwarded transaction whose time is up
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A terminal request's outcome, handed to the loop once its batch committed."""
+
+    request: Request
+    outcome: TerminalOutcome
+
+
+class SwitchService:
+    """The runtime's :class:`~cardtally.runtime.BatchHandler` for terminals, plus issuer work."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        core: SwitchCore,
+        data_keys: DataKeys,
+        *,
+        counters: Counters,
+        logger: logging.Logger,
+        clock_ms: Callable[[], int],
+        on_committed: Callable[[list[Committed]], None],
+    ) -> None:
+        self._engine = engine
+        self._core = core
+        self._data_keys = data_keys
+        self._counters = counters
+        self._logger = logger
+        self._clock_ms = clock_ms
+        self._on_committed = on_committed
+
+    # -- terminals (the BatchHandler contract) ---------------------------------------------
+
+    def handle_batch(self, requests: Sequence[Request]) -> list[Reply]:
+        now_ms = self._clock_ms()
+        outcomes: list[TerminalOutcome] = []
+        with transaction(self._engine) as conn:
+            store = SqlSwitchStore(conn, self._data_keys)
+            for request in requests:
+                outcomes.append(self._one(conn, store, request, now_ms))
+        # Committed: the loop may now forward, and the replies may leave.
+        waiting = [
+            Committed(request, outcome)
+            for request, outcome in zip(requests, outcomes, strict=True)
+            if not isinstance(outcome, Answer)
+        ]
+        if waiting:
+            self._on_committed(waiting)
+        return [
+            self._reply(request, outcome)
+            for request, outcome in zip(requests, outcomes, strict=True)
+        ]
+
+    def tick(self, now_ms: int) -> None:
+        del now_ms  # timers and the advice queue are driven from the loop side
+
+    def _one(
+        self, conn: Connection, store: SqlSwitchStore, request: Request, now_ms: int
+    ) -> TerminalOutcome:
+        savepoint = conn.begin_nested()
+        try:
+            outcome = self._core.terminal_request(request.body, now_ms, store)
+        except Exception as exc:
+            savepoint.rollback()
+            self._counters.inc("item_errors")
+            log_event(
+                self._logger,
+                "switch.request_failed",
+                level=logging.ERROR,
+                error=type(exc).__name__,
+                peer=request.peer,
+            )
+            return _system_malfunction(request.body)
+        savepoint.commit()
+        return outcome
+
+    def _reply(self, request: Request, outcome: TerminalOutcome) -> Reply:
+        if isinstance(outcome, Forward):
+            self._counters.inc("forwarded")
+            return Reply.later()
+        if isinstance(outcome, Join):
+            self._counters.inc("joined")
+            return Reply.later()
+        self._count_answer(outcome)
+        log_event(
+            self._logger,
+            "switch.answer",
+            outcome=outcome.outcome,
+            rc=outcome.code or "-",
+            peer=request.peer,
+        )
+        return Reply(outcome.body, close=outcome.close)
+
+    def _count_answer(self, answer: Answer) -> None:
+        if answer.outcome == "duplicate":
+            self._counters.inc("duplicates")
+        elif answer.outcome.startswith("refused") or answer.outcome == "malformed":
+            self._counters.inc("refused", answer.code or None)
+        else:
+            self._counters.inc("answered", answer.code or None)
+
+    # -- the issuer side and the queue -----------------------------------------------------
+
+    def settle_issuer_events(self, events: Sequence[IssuerEvent]) -> list[IssuerOutcome | None]:
+        """Issuer messages and expired deadlines, one transaction for the lot."""
+        now_ms = self._clock_ms()
+        results: list[IssuerOutcome | None] = []
+        with transaction(self._engine) as conn:
+            store = SqlSwitchStore(conn, self._data_keys)
+            for event in events:
+                savepoint = conn.begin_nested()
+                try:
+                    result = self._settle_one(event, now_ms, store)
+                except Exception as exc:
+                    savepoint.rollback()
+                    self._counters.inc("item_errors")
+                    log_event(
+                        self._logger,
+                        "switch.issuer_event_failed",
+                        level=logging.ERROR,
+                        link=event.link_id,
+                        error=type(exc).__name__,
+                    )
+                    result = None
+                else:
+                    savepoint.commit()
+                results.append(result)
+        for result in results:
+            self._count_issuer(result)
+        return results
+
+    def _settle_one(
+        self, event: IssuerEvent, now_ms: int, store: SqlSwitchStore
+    ) -> IssuerOutcome | None:
+        if event.timed_out_txn is not None:
+            self._counters.inc("timeouts")
+            return self._core.timed_out(event.timed_out_txn, now_ms, store)
+        assert event.raw is not None
+        return self._core.issuer_message(event.raw, now_ms, store)
+
+    def _count_issuer(self, result: IssuerOutcome | None) -> None:
+        if isinstance(result, AdviceAcked):
+            self._counters.inc("advices_acked", result.code)
+        elif isinstance(result, Ignored):
+            self._counters.inc("issuer_ignored")
+            if result.reason.startswith("late"):
+                self._counters.inc("late_responses")
+        elif isinstance(result, TerminalAnswer):
+            self._counters.inc("answered", result.code)
+
+    def advices_due(self, links_up: frozenset[str]) -> list[AdviceSend]:
+        with transaction(self._engine) as conn:
+            sends = self._core.advices_due(
+                self._clock_ms(), SqlSwitchStore(conn, self._data_keys), links_up
+            )
+        self._counters.inc("advices_sent", by=len(sends))
+        return sends
+
+    def recover(self) -> list[int]:
+        """Queue a reversal for everything forwarded and never finished (start-up only)."""
+        with transaction(self._engine) as conn:
+            return self._core.recover(self._clock_ms(), SqlSwitchStore(conn, self._data_keys))
+
+
+def _system_malfunction(raw: bytes) -> Answer:
+    try:
+        message = decode_message(raw)
+    except DecodeError:
+        return Answer(None, close=True, outcome="malformed")
+    body = encode_message(Message(response_mti(message.mti), {39: rc.SYSTEM_MALFUNCTION}))
+    return Answer(body, outcome="refused: system malfunction", code=rc.SYSTEM_MALFUNCTION)

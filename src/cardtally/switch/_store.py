@@ -1,0 +1,689 @@
+"""The switch's store port, and its SQL implementation.
+
+The core sees only :class:`SwitchStore`: reads and writes, no logic. Keys and card numbers
+cross the port in clear; the SQL store seals them under the data keys on the way in and opens
+them on the way out. Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from cardtally.security import (
+    DataKeys,
+    MacAlgorithm,
+    ProtectedPan,
+    WorkingKeys,
+    open_secret,
+    protect_pan,
+    reveal_pan,
+    seal_secret,
+)
+from cardtally.storage import append_event
+from cardtally.switch._model import (
+    Advice,
+    IssuerRoute,
+    Merchant,
+    SettlementCycle,
+    Terminal,
+    TerminalKeys,
+    TerminalStatus,
+    Txn,
+    TxnKind,
+    TxnState,
+)
+from cardtally.switch._schema import (
+    advice_table,
+    batch_table,
+    bin_table,
+    link_table,
+    merchant_table,
+    request_table,
+    response_table,
+    terminal_table,
+    txn_table,
+    upload_table,
+)
+from cardtally.wire import Pan
+
+
+@dataclass(frozen=True, slots=True)
+class NewTxn:
+    """What the core knows of a transaction when it takes it on; the store assigns the id."""
+
+    request_key: str
+    kind: TxnKind
+    state: TxnState
+    terminal_id: str
+    merchant_id: str
+    batch_no: int
+    stan: str
+    local_date: str
+    pan: Pan | None
+    processing_code: str
+    amount_minor: int
+    currency: str
+    echo_fields: Mapping[int, str]
+    original_id: int | None
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """How a transaction went to its issuer: the fields that find its answer and undo it."""
+
+    link_id: str
+    issuer_stan: str
+    transmitted: str
+    mti: str
+    rrn: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    key: str
+    content_sha256: str
+    txn_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    terminal_id: str
+    batch_no: int
+    result: str  # "balanced" | "not_balanced"
+    terminal_totals: str  # field 48's 30 digits as the terminal sent them
+    switch_totals: str
+    closed_at_ms: int
+
+
+class SwitchStore(Protocol):
+    """What the switch core reads and writes, inside one transaction its caller owns."""
+
+    # registry
+    def terminal(self, terminal_id: str) -> Terminal | None: ...
+    def terminal_keys(self, terminal_id: str) -> TerminalKeys: ...
+    def sign_on(self, terminal_id: str, keys: WorkingKeys, at_ms: int) -> None: ...
+    def set_batch(self, terminal_id: str, batch_no: int) -> None: ...
+    def merchant(self, merchant_id: str) -> Merchant | None: ...
+    def route(self, pan: Pan) -> IssuerRoute | None: ...
+
+    # request log
+    def request(self, key: str) -> StoredRequest | None: ...
+    def add_request(self, request: StoredRequest, at_ms: int) -> None: ...
+    def response(self, key: str) -> tuple[str, dict[int, str]] | None: ...
+    def save_response(self, key: str, mti: str, fields: Mapping[int, str], at_ms: int) -> None: ...
+
+    # transactions
+    def add_txn(self, txn: NewTxn) -> Txn: ...
+    def txn(self, txn_id: int) -> Txn | None: ...
+    def txn_by_issuer_key(self, issuer_stan: str, transmitted: str) -> Txn | None: ...
+    def txn_by_terminal_key(self, terminal_id: str, batch_no: int, stan: str) -> Txn | None: ...
+    def forwarded(self, txn_id: int, forwarding: Forwarding, at_ms: int) -> None: ...
+    def set_state(
+        self,
+        txn_id: int,
+        state: TxnState,
+        at_ms: int,
+        *,
+        response_code: str | None = None,
+        auth_code: str | None = None,
+    ) -> None: ...
+    def txns_in_state(self, states: Iterable[TxnState]) -> list[Txn]: ...
+    def followers(self, original_id: int) -> list[Txn]: ...
+    def batch_txns(self, terminal_id: str, batch_no: int) -> list[Txn]: ...
+    def pan_of(self, txn_id: int) -> Pan | None: ...
+
+    # store-and-forward
+    def add_advice(
+        self, txn_id: int, link_id: str, fields: Mapping[int, str], at_ms: int
+    ) -> int: ...
+    def advice(self, advice_id: int) -> Advice | None: ...
+    def advice_for_txn(self, txn_id: int) -> Advice | None: ...
+    def due_advices(self, now_ms: int, limit: int, link_ids: Iterable[str]) -> list[Advice]: ...
+    def advice_sent(self, advice_id: int, attempts: int, next_at_ms: int) -> None: ...
+    def ack_advice(self, advice_id: int, code: str, at_ms: int) -> None: ...
+
+    # batches
+    def batch(self, terminal_id: str, batch_no: int) -> BatchRecord | None: ...
+    def close_batch(self, record: BatchRecord) -> None: ...
+    def add_upload(
+        self,
+        terminal_id: str,
+        batch_no: int,
+        fields: Mapping[int, str],
+        difference: str,
+        at_ms: int,
+    ) -> bool: ...
+    def count_uploads(self, terminal_id: str, batch_no: int) -> int: ...
+
+    def log_event(
+        self, at_ms: int, kind: str, txn_id: int | None, detail: Mapping[str, Any]
+    ) -> None: ...
+
+
+def _fields_json(fields: Mapping[int, str]) -> str:
+    return json.dumps({str(n): v for n, v in sorted(fields.items())}, separators=(",", ":"))
+
+
+def _fields_of(text: str) -> dict[int, str]:
+    return {int(n): v for n, v in json.loads(text).items()}
+
+
+def _txn(row: RowMapping) -> Txn:
+    return Txn(
+        id=int(row["id"]),
+        request_key=row["request_key"],
+        kind=TxnKind(row["kind"]),
+        state=TxnState(row["state"]),
+        terminal_id=row["terminal_id"],
+        merchant_id=row["merchant_id"],
+        batch_no=int(row["batch_no"]),
+        stan=row["stan"],
+        local_date=row["local_date"],
+        pan_masked=row["pan_masked"],
+        pan_fingerprint=row["pan_fingerprint"],
+        processing_code=row["processing_code"],
+        amount_minor=int(row["amount_minor"]),
+        currency=row["currency"],
+        link_id=row["link_id"],
+        issuer_stan=row["issuer_stan"],
+        transmitted=row["transmitted"],
+        forwarded_mti=row["forwarded_mti"],
+        forwarded_rrn=row["forwarded_rrn"],
+        response_code=row["response_code"],
+        auth_code=row["auth_code"],
+        echo_fields=_fields_of(row["echo_fields"]),
+        original_id=None if row["original_id"] is None else int(row["original_id"]),
+        received_at_ms=int(row["received_at_ms"]),
+        updated_at_ms=int(row["updated_at_ms"]),
+    )
+
+
+def _advice(row: RowMapping) -> Advice:
+    return Advice(
+        id=int(row["id"]),
+        txn_id=int(row["txn_id"]),
+        link_id=row["link_id"],
+        fields=_fields_of(row["fields"]),
+        attempts=int(row["attempts"]),
+        next_at_ms=int(row["next_at_ms"]),
+        created_at_ms=int(row["created_at_ms"]),
+        acked_at_ms=None if row["acked_at_ms"] is None else int(row["acked_at_ms"]),
+        ack_code=row["ack_code"],
+    )
+
+
+def terminal_of(row: RowMapping) -> Terminal:
+    return Terminal(
+        terminal_id=row["terminal_id"],
+        merchant_id=row["merchant_id"],
+        mac_algorithm=MacAlgorithm(row["mac_algorithm"]),
+        mac_required=bool(row["mac_required"]),
+        status=TerminalStatus(row["status"]),
+        batch_no=int(row["batch_no"]),
+        master_key_kcv=row["master_key_kcv"],
+        signed_on_at_ms=None if row["signed_on_at_ms"] is None else int(row["signed_on_at_ms"]),
+        created_at_ms=int(row["created_at_ms"]),
+    )
+
+
+def merchant_of(row: RowMapping) -> Merchant:
+    return Merchant(
+        merchant_id=row["merchant_id"],
+        name=row["name"],
+        mcc=row["mcc"],
+        city=row["city"],
+        fee_plan=row["fee_plan"],
+        agent=row["agent"],
+        settlement_cycle=SettlementCycle(row["settlement_cycle"]),
+        settlement_account=row["settlement_account"],
+        created_at_ms=int(row["created_at_ms"]),
+    )
+
+
+def tmk_purpose(terminal_id: str) -> str:
+    return f"tmk:{terminal_id}"
+
+
+class SqlSwitchStore:
+    """:class:`SwitchStore` over one connection inside its caller's transaction."""
+
+    def __init__(self, conn: Connection, data_keys: DataKeys) -> None:
+        self._conn = conn
+        self._keys = data_keys
+
+    # --- registry ------------------------------------------------------------
+
+    def terminal(self, terminal_id: str) -> Terminal | None:
+        row = (
+            self._conn.execute(
+                sa.select(terminal_table).where(terminal_table.c.terminal_id == terminal_id)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else terminal_of(row)
+
+    def terminal_keys(self, terminal_id: str) -> TerminalKeys:
+        row = (
+            self._conn.execute(
+                sa.select(
+                    terminal_table.c.master_key_sealed,
+                    terminal_table.c.pin_key_sealed,
+                    terminal_table.c.mac_key_sealed,
+                ).where(terminal_table.c.terminal_id == terminal_id)
+            )
+            .mappings()
+            .one()
+        )
+        master = open_secret(self._keys, tmk_purpose(terminal_id), row["master_key_sealed"])
+        working = None
+        if row["pin_key_sealed"] is not None and row["mac_key_sealed"] is not None:
+            working = WorkingKeys(
+                pin_key=open_secret(self._keys, f"pik:{terminal_id}", row["pin_key_sealed"]),
+                mac_key=open_secret(self._keys, f"mak:{terminal_id}", row["mac_key_sealed"]),
+            )
+        return TerminalKeys(master_key=master, working=working)
+
+    def sign_on(self, terminal_id: str, keys: WorkingKeys, at_ms: int) -> None:
+        self._conn.execute(
+            sa.update(terminal_table)
+            .where(terminal_table.c.terminal_id == terminal_id)
+            .values(
+                pin_key_sealed=seal_secret(self._keys, f"pik:{terminal_id}", keys.pin_key),
+                mac_key_sealed=seal_secret(self._keys, f"mak:{terminal_id}", keys.mac_key),
+                signed_on_at_ms=at_ms,
+            )
+        )
+
+    def set_batch(self, terminal_id: str, batch_no: int) -> None:
+        self._conn.execute(
+            sa.update(terminal_table)
+            .where(terminal_table.c.terminal_id == terminal_id)
+            .values(batch_no=batch_no)
+        )
+
+    def merchant(self, merchant_id: str) -> Merchant | None:
+        row = (
+            self._conn.execute(
+                sa.select(merchant_table).where(merchant_table.c.merchant_id == merchant_id)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else merchant_of(row)
+
+    def route(self, pan: Pan) -> IssuerRoute | None:
+        digits = pan.reveal()
+        prefixes = [digits[:n] for n in range(len(digits), 0, -1)]
+        row = (
+            self._conn.execute(
+                sa.select(bin_table.c.link_id)
+                .where(bin_table.c.bin.in_(prefixes))
+                .order_by(sa.func.length(bin_table.c.bin).desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else self.link(row["link_id"])
+
+    def link(self, link_id: str) -> IssuerRoute | None:
+        row = (
+            self._conn.execute(sa.select(link_table).where(link_table.c.link_id == link_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        bins = self._conn.execute(
+            sa.select(bin_table.c.bin).where(bin_table.c.link_id == link_id).order_by("bin")
+        ).scalars()
+        return IssuerRoute(
+            link_id=row["link_id"],
+            host=row["host"],
+            port=int(row["port"]),
+            timeout_ms=int(row["timeout_ms"]),
+            bins=tuple(bins),
+        )
+
+    # --- request log ---------------------------------------------------------
+
+    def request(self, key: str) -> StoredRequest | None:
+        row = (
+            self._conn.execute(sa.select(request_table).where(request_table.c.key == key))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        txn_id = None if row["txn_id"] is None else int(row["txn_id"])
+        return StoredRequest(row["key"], row["content_sha256"], txn_id)
+
+    def add_request(self, request: StoredRequest, at_ms: int) -> None:
+        self._conn.execute(
+            sa.insert(request_table).values(
+                key=request.key,
+                content_sha256=request.content_sha256,
+                txn_id=request.txn_id,
+                at_ms=at_ms,
+            )
+        )
+
+    def response(self, key: str) -> tuple[str, dict[int, str]] | None:
+        row = (
+            self._conn.execute(sa.select(response_table).where(response_table.c.key == key))
+            .mappings()
+            .first()
+        )
+        return None if row is None else (row["mti"], _fields_of(row["fields"]))
+
+    def save_response(self, key: str, mti: str, fields: Mapping[int, str], at_ms: int) -> None:
+        self._conn.execute(
+            sa.insert(response_table).values(
+                key=key, mti=mti, fields=_fields_json(fields), at_ms=at_ms
+            )
+        )
+
+    # --- transactions --------------------------------------------------------
+
+    def add_txn(self, txn: NewTxn) -> Txn:
+        protected = None if txn.pan is None else protect_pan(self._keys, txn.pan)
+        values: dict[str, Any] = {
+            "request_key": txn.request_key,
+            "kind": txn.kind.value,
+            "state": txn.state.value,
+            "terminal_id": txn.terminal_id,
+            "merchant_id": txn.merchant_id,
+            "batch_no": txn.batch_no,
+            "stan": txn.stan,
+            "local_date": txn.local_date,
+            "pan_masked": "" if txn.pan is None else txn.pan.masked,
+            "pan_fingerprint": "" if protected is None else protected.fingerprint,
+            "pan_sealed": None if protected is None else protected.ciphertext,
+            "processing_code": txn.processing_code,
+            "amount_minor": txn.amount_minor,
+            "currency": txn.currency,
+            "echo_fields": _fields_json(txn.echo_fields),
+            "original_id": txn.original_id,
+            "received_at_ms": txn.at_ms,
+            "updated_at_ms": txn.at_ms,
+        }
+        txn_id = self._conn.execute(
+            sa.insert(txn_table).values(values).returning(txn_table.c.id)
+        ).scalar_one()
+        created = self.txn(int(txn_id))
+        assert created is not None
+        return created
+
+    def txn(self, txn_id: int) -> Txn | None:
+        row = (
+            self._conn.execute(sa.select(txn_table).where(txn_table.c.id == txn_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _txn(row)
+
+    def txn_by_issuer_key(self, issuer_stan: str, transmitted: str) -> Txn | None:
+        row = (
+            self._conn.execute(
+                sa.select(txn_table)
+                .where(
+                    txn_table.c.issuer_stan == issuer_stan,
+                    txn_table.c.transmitted == transmitted,
+                )
+                .order_by(txn_table.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _txn(row)
+
+    def txn_by_terminal_key(self, terminal_id: str, batch_no: int, stan: str) -> Txn | None:
+        """The latest request (not a reversal) with this terminal, batch and STAN."""
+        row = (
+            self._conn.execute(
+                sa.select(txn_table)
+                .where(
+                    txn_table.c.terminal_id == terminal_id,
+                    txn_table.c.batch_no == batch_no,
+                    txn_table.c.stan == stan,
+                    txn_table.c.kind != TxnKind.REVERSAL.value,
+                )
+                .order_by(txn_table.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _txn(row)
+
+    def forwarded(self, txn_id: int, forwarding: Forwarding, at_ms: int) -> None:
+        self._conn.execute(
+            sa.update(txn_table)
+            .where(txn_table.c.id == txn_id)
+            .values(
+                state=TxnState.FORWARDED.value,
+                link_id=forwarding.link_id,
+                issuer_stan=forwarding.issuer_stan,
+                transmitted=forwarding.transmitted,
+                forwarded_mti=forwarding.mti,
+                forwarded_rrn=forwarding.rrn,
+                updated_at_ms=at_ms,
+            )
+        )
+
+    def set_state(
+        self,
+        txn_id: int,
+        state: TxnState,
+        at_ms: int,
+        *,
+        response_code: str | None = None,
+        auth_code: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state.value, "updated_at_ms": at_ms}
+        if response_code is not None:
+            values["response_code"] = response_code
+        if auth_code is not None:
+            values["auth_code"] = auth_code
+        self._conn.execute(sa.update(txn_table).where(txn_table.c.id == txn_id).values(values))
+
+    def txns_in_state(self, states: Iterable[TxnState]) -> list[Txn]:
+        rows = self._conn.execute(
+            sa.select(txn_table)
+            .where(txn_table.c.state.in_([s.value for s in states]))
+            .order_by(txn_table.c.id)
+        ).mappings()
+        return [_txn(row) for row in rows]
+
+    def followers(self, original_id: int) -> list[Txn]:
+        rows = self._conn.execute(
+            sa.select(txn_table)
+            .where(txn_table.c.original_id == original_id)
+            .order_by(txn_table.c.id)
+        ).mappings()
+        return [_txn(row) for row in rows]
+
+    def batch_txns(self, terminal_id: str, batch_no: int) -> list[Txn]:
+        rows = self._conn.execute(
+            sa.select(txn_table)
+            .where(txn_table.c.terminal_id == terminal_id, txn_table.c.batch_no == batch_no)
+            .order_by(txn_table.c.id)
+        ).mappings()
+        return [_txn(row) for row in rows]
+
+    def pan_of(self, txn_id: int) -> Pan | None:
+        row = (
+            self._conn.execute(
+                sa.select(txn_table.c.pan_sealed, txn_table.c.pan_fingerprint).where(
+                    txn_table.c.id == txn_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None or row["pan_sealed"] is None:
+            return None
+        return reveal_pan(self._keys, ProtectedPan(row["pan_sealed"], row["pan_fingerprint"]))
+
+    # --- store-and-forward ---------------------------------------------------
+
+    def add_advice(self, txn_id: int, link_id: str, fields: Mapping[int, str], at_ms: int) -> int:
+        advice_id = self._conn.execute(
+            sa.insert(advice_table)
+            .values(
+                txn_id=txn_id,
+                link_id=link_id,
+                fields=_fields_json(fields),
+                attempts=0,
+                next_at_ms=at_ms,
+                created_at_ms=at_ms,
+            )
+            .returning(advice_table.c.id)
+        ).scalar_one()
+        return int(advice_id)
+
+    def advice(self, advice_id: int) -> Advice | None:
+        row = (
+            self._conn.execute(sa.select(advice_table).where(advice_table.c.id == advice_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _advice(row)
+
+    def advice_for_txn(self, txn_id: int) -> Advice | None:
+        row = (
+            self._conn.execute(
+                sa.select(advice_table)
+                .where(advice_table.c.txn_id == txn_id)
+                .order_by(advice_table.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _advice(row)
+
+    def due_advices(self, now_ms: int, limit: int, link_ids: Iterable[str]) -> list[Advice]:
+        rows = self._conn.execute(
+            sa.select(advice_table)
+            .where(
+                advice_table.c.acked_at_ms.is_(None),
+                advice_table.c.next_at_ms <= now_ms,
+                advice_table.c.link_id.in_(list(link_ids)),
+            )
+            .order_by(advice_table.c.next_at_ms, advice_table.c.id)
+            .limit(limit)
+        ).mappings()
+        return [_advice(row) for row in rows]
+
+    def advice_sent(self, advice_id: int, attempts: int, next_at_ms: int) -> None:
+        self._conn.execute(
+            sa.update(advice_table)
+            .where(advice_table.c.id == advice_id)
+            .values(attempts=attempts, next_at_ms=next_at_ms)
+        )
+
+    def ack_advice(self, advice_id: int, code: str, at_ms: int) -> None:
+        self._conn.execute(
+            sa.update(advice_table)
+            .where(advice_table.c.id == advice_id, advice_table.c.acked_at_ms.is_(None))
+            .values(acked_at_ms=at_ms, ack_code=code)
+        )
+
+    # --- batches -------------------------------------------------------------
+
+    def batch(self, terminal_id: str, batch_no: int) -> BatchRecord | None:
+        row = (
+            self._conn.execute(
+                sa.select(batch_table).where(
+                    batch_table.c.terminal_id == terminal_id, batch_table.c.batch_no == batch_no
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return BatchRecord(
+            terminal_id=row["terminal_id"],
+            batch_no=int(row["batch_no"]),
+            result=row["result"],
+            terminal_totals=row["terminal_totals"],
+            switch_totals=row["switch_totals"],
+            closed_at_ms=int(row["closed_at_ms"]),
+        )
+
+    def close_batch(self, record: BatchRecord) -> None:
+        self._conn.execute(
+            sa.insert(batch_table).values(
+                terminal_id=record.terminal_id,
+                batch_no=record.batch_no,
+                result=record.result,
+                terminal_totals=record.terminal_totals,
+                switch_totals=record.switch_totals,
+                uploaded=0,
+                closed_at_ms=record.closed_at_ms,
+            )
+        )
+
+    def add_upload(
+        self,
+        terminal_id: str,
+        batch_no: int,
+        fields: Mapping[int, str],
+        difference: str,
+        at_ms: int,
+    ) -> bool:
+        """Record one uploaded transaction; False when that STAN was already uploaded."""
+        stan = fields.get(11, "")
+        exists = self._conn.execute(
+            sa.select(sa.func.count()).where(
+                upload_table.c.terminal_id == terminal_id,
+                upload_table.c.batch_no == batch_no,
+                upload_table.c.stan == stan,
+            )
+        ).scalar_one()
+        if exists:
+            return False
+        self._conn.execute(
+            sa.insert(upload_table).values(
+                terminal_id=terminal_id,
+                batch_no=batch_no,
+                stan=stan,
+                rrn=fields.get(37, ""),
+                amount_minor=int(fields.get(4, "0") or "0"),
+                processing_code=fields.get(3, ""),
+                difference=difference,
+                at_ms=at_ms,
+            )
+        )
+        self._conn.execute(
+            sa.update(batch_table)
+            .where(batch_table.c.terminal_id == terminal_id, batch_table.c.batch_no == batch_no)
+            .values(uploaded=batch_table.c.uploaded + 1)
+        )
+        return True
+
+    def count_uploads(self, terminal_id: str, batch_no: int) -> int:
+        return int(
+            self._conn.execute(
+                sa.select(sa.func.count()).where(
+                    upload_table.c.terminal_id == terminal_id,
+                    upload_table.c.batch_no == batch_no,
+                )
+            ).scalar_one()
+        )
+
+    def log_event(
+        self, at_ms: int, kind: str, txn_id: int | None, detail: Mapping[str, Any]
+    ) -> None:
+        append_event(self._conn, at_ms, kind, None if txn_id is None else str(txn_id), detail)

@@ -1,0 +1,131 @@
+"""A switch in one process for core tests: registry, core, store, and a terminal that signs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from cardtally.security import (
+    DataKeys,
+    MacAlgorithm,
+    WorkingKeys,
+    decode_signon_keys,
+    generate_master_key,
+)
+from cardtally.storage import transaction
+from cardtally.switch import SqlSwitchStore, SwitchCore, SwitchIdentity, SwitchPolicy
+from cardtally.switch._database import open_switch_database
+from cardtally.switch._registry import add_issuer_link, add_merchant, add_terminal
+from cardtally.terminal import Card, TerminalIdentity, sign, sign_on
+from cardtally.wire import Message, Pan, decode_message, luhn_check_digit
+
+T = TypeVar("T")
+
+ACQUIRER: Final = "48020000"
+MERCHANT: Final = "898310048160001"
+TERMINAL: Final = "10300001"
+OTHER_TERMINAL: Final = "10300002"
+LINK: Final = "issuer_a"
+TIMEOUT_MS: Final = 2000
+NOW_MS: Final = 1_795_000_000_000  # a fixed instant in 2026
+
+
+def pan(prefix: str) -> Pan:
+    body = prefix.ljust(15, "0")
+    return Pan(body + luhn_check_digit(body))
+
+
+CARD: Final = Card(pan("622588000000001"), expiry="2812")
+NO_ROUTE_CARD: Final = Card(pan("999999000000001"))
+
+
+@dataclass
+class Device:
+    """A terminal as the tests drive it: identity, master key, keys after sign-on, STAN."""
+
+    who: TerminalIdentity
+    master_key: bytes
+    algorithm: MacAlgorithm = MacAlgorithm.X9_19
+    keys: WorkingKeys | None = None
+    stan: int = 0
+    batch_no: int = 1
+
+    def next_stan(self) -> int:
+        self.stan += 1
+        return self.stan
+
+    def raw(self, message: Message) -> bytes:
+        return sign(message, self.algorithm, self.keys)
+
+
+@dataclass
+class SwitchRig:
+    engine: Engine
+    core: SwitchCore
+    data_keys: DataKeys
+    zpk: bytes
+    devices: dict[str, Device] = field(default_factory=dict)
+
+    def run(self, fn: Callable[[SqlSwitchStore], T]) -> T:
+        with transaction(self.engine) as conn:
+            return fn(SqlSwitchStore(conn, self.data_keys))
+
+    def terminal(self, raw: bytes, now_ms: int = NOW_MS):  # type: ignore[no-untyped-def]
+        return self.run(lambda store: self.core.terminal_request(raw, now_ms, store))
+
+    def issuer(self, raw: bytes, now_ms: int = NOW_MS):  # type: ignore[no-untyped-def]
+        return self.run(lambda store: self.core.issuer_message(raw, now_ms, store))
+
+    def sign_on(self, device: Device) -> Message:
+        answer = self.terminal(device.raw(sign_on(device.who, device.next_stan(), 1)))
+        response = decode_message(answer.body)
+        device.keys = decode_signon_keys(device.master_key, bytes.fromhex(response.fields[62]))
+        device.batch_no = int(response.fields[60][2:8])
+        return response
+
+
+def build_rig(url: str, *, mac_required: bool = True) -> SwitchRig:
+    engine = open_switch_database(url, NOW_MS)
+    data_keys = DataKeys(secrets.token_bytes(32), secrets.token_bytes(32))
+    zpk = generate_master_key()
+    core = SwitchCore(
+        zpk,
+        SwitchPolicy(SwitchIdentity(ACQUIRER, ACQUIRER, "156"), advice_backoff_min_ms=1000),
+    )
+    rig = SwitchRig(engine, core, data_keys, zpk)
+    with transaction(engine) as conn:
+        add_merchant(conn, merchant_id=MERCHANT, name="COFFEE SHOP", mcc="5812", at_ms=NOW_MS)
+        add_issuer_link(
+            conn,
+            link_id=LINK,
+            host="127.0.0.1",
+            port=9583,
+            timeout_ms=TIMEOUT_MS,
+            bins=["622588"],
+            at_ms=NOW_MS,
+        )
+        for tid in (TERMINAL, OTHER_TERMINAL):
+            _, tmk = add_terminal(
+                conn,
+                data_keys,
+                terminal_id=tid,
+                merchant_id=MERCHANT,
+                mac_required=mac_required,
+                at_ms=NOW_MS,
+            )
+            rig.devices[tid] = Device(TerminalIdentity(tid, MERCHANT), tmk)
+    return rig
+
+
+def issuer_answer(forwarded: bytes, code: str, **extra: str) -> bytes:
+    """The issuer's answer to a forwarded request, echoing what the link rules say."""
+    from cardtally.wire import encode_message  # noqa: PLC0415
+
+    request = decode_message(forwarded)
+    echoed = {n: v for n, v in request.fields.items() if n in (3, 4, 7, 11, 32, 37, 41, 42, 49)}
+    fields = echoed | {39: code} | {int(k[1:]): v for k, v in extra.items()}
+    return encode_message(Message(request.mti[:2] + str(int(request.mti[2]) + 1) + "0", fields))
