@@ -146,12 +146,13 @@ def make_home(tmp: Path, url: str, cards: list[str]) -> Path:
 class Host:
     """``cardtally issuer serve`` as a child; stdout drained by a thread (console notices)."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(self, home: Path, log: Path, serve_args: tuple[str, ...] = SERVE_ARGS) -> None:
+        self._name = serve_args[0]
         self._ready: queue.Queue[int] = queue.Queue()
         self._log = log.open("wb")
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cardtally", "--home", str(home), *SERVE_ARGS],
+            [sys.executable, "-m", "cardtally", "--home", str(home), *serve_args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -180,11 +181,11 @@ class Host:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT_S)
-            raise BenchError("issuer did not stop on SIGTERM") from None
+            raise BenchError(f"{self._name} did not stop on SIGTERM") from None
         finally:
             self._log.close()
         if code != 0:
-            raise BenchError(f"issuer exited {code}")
+            raise BenchError(f"{self._name} exited {code}")
 
 
 def drive(

@@ -384,6 +384,24 @@ def test_run_on_lane_runs_on_the_lane_and_never_overlaps_a_batch() -> None:
     run(scenario())
 
 
+def test_a_lane_job_behind_a_batch_resumes_after_its_deferred_requests_are_parked() -> None:
+    async def scenario() -> None:
+        party = DeferringParty(hold=True)
+        async with running(party) as server, await _client(server.port) as client:
+            await client.send(b"later")
+            await entered(party)
+            job = server.run_on_lane(party.lane_job, b"issuer answer")
+            party.release.set()
+            async with asyncio.timeout(WAIT_S):
+                _, answer = await job
+            # No retry: the batch that deferred it was delivered before this line runs.
+            (request,) = party.deferred()
+            assert server.complete(request.request_id, Reply(answer))
+            assert await client.receive(REPLY_TIMEOUT_MS) == b"issuer answer"
+
+    run(scenario())
+
+
 def test_an_error_in_a_lane_job_reaches_its_awaiter_and_the_server_keeps_serving() -> None:
     def fail(_: int) -> None:
         raise LookupError("no such issuer")

@@ -123,9 +123,77 @@ def build_rig(url: str, *, mac_required: bool = True) -> SwitchRig:
 
 def issuer_answer(forwarded: bytes, code: str, **extra: str) -> bytes:
     """The issuer's answer to a forwarded request, echoing what the link rules say."""
-    from cardtally.wire import encode_message  # noqa: PLC0415
+    from cardtally.wire import encode_message
 
     request = decode_message(forwarded)
     echoed = {n: v for n, v in request.fields.items() if n in (3, 4, 7, 11, 32, 37, 41, 42, 49)}
     fields = echoed | {39: code} | {int(k[1:]): v for k, v in extra.items()}
     return encode_message(Message(request.mti[:2] + str(int(request.mti[2]) + 1) + "0", fields))
+
+
+# -- helpers for the core tests (tests/switch/test_core_*.py) ----------------------------------
+
+#: The switch's own tables that a request can write to (the registry aside).
+LOG_TABLES: Final = (
+    "switch_request",
+    "switch_response",
+    "switch_txn",
+    "switch_advice",
+    "switch_batch",
+    "switch_upload",
+)
+
+
+def decoded(body: bytes | None) -> Message:
+    """An answer's, forward's or advice's bytes, decoded (they must be there)."""
+    assert body is not None, "expected bytes to decode"
+    return decode_message(body)
+
+
+def mac_ok(device: Device, body: bytes) -> bool:
+    """Whether ``body`` carries a MAC that verifies under ``device``'s current MAC key."""
+    from cardtally.security import message_mac_ok
+
+    assert device.keys is not None, "the device has not signed on"
+    return message_mac_ok(body, decode_message(body), device.algorithm, device.keys.mac_key)
+
+
+def snapshot(rig: SwitchRig) -> dict[str, object]:
+    """Row counts of the log tables and each terminal's batch: what "nothing changed" compares."""
+    import sqlalchemy as sa
+
+    with transaction(rig.engine) as conn:
+        counts: dict[str, object] = {
+            table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in LOG_TABLES
+        }
+        rows = conn.execute(
+            sa.text("SELECT terminal_id, batch_no FROM switch_terminal ORDER BY terminal_id")
+        )
+        counts["batches"] = [tuple(row) for row in rows]
+    return counts
+
+
+def uploads(rig: SwitchRig, terminal_id: str, batch_no: int) -> list[dict[str, object]]:
+    """The batch-upload records the switch holds for a terminal's batch, by STAN."""
+    import sqlalchemy as sa
+
+    with transaction(rig.engine) as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT stan, rrn, amount_minor, processing_code, difference FROM switch_upload"
+                " WHERE terminal_id = :tid AND batch_no = :batch ORDER BY stan"
+            ),
+            {"tid": terminal_id, "batch": batch_no},
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def txn_ids(rig: SwitchRig) -> list[int]:
+    """Every transaction the switch logged, oldest first."""
+    import sqlalchemy as sa
+
+    with transaction(rig.engine) as conn:
+        return [
+            int(n) for n in conn.execute(sa.text("SELECT id FROM switch_txn ORDER BY id")).scalars()
+        ]

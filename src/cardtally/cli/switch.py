@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Connection
 
@@ -53,6 +54,7 @@ from cardtally.switch._registry import (
 _CST: Final = timezone(timedelta(hours=8), "CST")
 _MASTER_KEY_HEX_DIGITS: Final = 32
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
+_PIPE_WIDTH: Final = 240
 
 app = typer.Typer(
     help=(
@@ -128,6 +130,14 @@ _WHOLE: Final = frozenset(
     {"merchant", "terminal", "RRN", "txn", "STAN", "batch", "MCC", "TMK KCV", "card", "amount"}
     | {"code", "port", "attempts"}
 )
+
+
+def _print_table(table: Table) -> None:
+    """On a terminal, fit its width; into a pipe or file, keep each row on one line."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH).print(table)
 
 
 def _table(title: str, columns: tuple[str, ...], right: tuple[str, ...] = ()) -> Table:
@@ -271,7 +281,7 @@ def merchants_list_command(ctx: typer.Context, as_json: JsonOption = False) -> N
             m.settlement_cycle.value.upper(),
             m.settlement_account,
         )
-    out.print(table)
+    _print_table(table)
 
 
 # --- terminals -----------------------------------------------------------------------------
@@ -428,7 +438,7 @@ def terminals_list_command(ctx: typer.Context, as_json: JsonOption = False) -> N
             t.master_key_kcv,
             _cst(t.signed_on_at_ms),
         )
-    out.print(table)
+    _print_table(table)
 
 
 def _set_status(ctx: typer.Context, terminal_id: str, status: TerminalStatus) -> None:
@@ -570,7 +580,7 @@ def issuers_list_command(ctx: typer.Context, as_json: JsonOption = False) -> Non
     )
     for r in routes:
         table.add_row(r.link_id, r.host, str(r.port), str(r.timeout_ms), ", ".join(r.bins))
-    out.print(table)
+    _print_table(table)
 
 
 # --- queue ---------------------------------------------------------------------------------
@@ -648,7 +658,7 @@ def queue_command(
             _duration(max(0, now_ms - a.created_at_ms)),
             _cst(a.next_at_ms),
         )
-    out.print(table)
+    _print_table(table)
 
 
 # --- transaction log -----------------------------------------------------------------------
@@ -744,7 +754,7 @@ def txns_command(
             _amount(t),
             t.response_code or "-",
         )
-    out.print(table)
+    _print_table(table)
 
 
 # --- serve ---------------------------------------------------------------------------------

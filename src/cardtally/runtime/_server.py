@@ -394,7 +394,9 @@ class FrameServer:
 
         For the party's own work between batches (recording an issuer's answer before
         completing the terminal's request). Call on the event loop's thread, after start()
-        and until the stop has finished; a slow job holds up every batch behind it.
+        and until the stop has finished; a slow job holds up every batch behind it. A job
+        queued behind a batch resumes its awaiter only after that batch's replies are written
+        and its deferred requests parked, so the awaiter may complete them straight away.
         """
         if not self._lane_open:
             raise RuntimeError(f"server {self._name} has no worker lane running")

@@ -267,8 +267,17 @@ class SwitchShell:
             return
         if isinstance(result, TerminalAnswer):
             was_on_link = result.txn_id in self._waits.link_of
-            for request_id in self._waits.forget(result.txn_id):
+            waiting = self._waits.forget(result.txn_id)
+            for request_id in waiting:
                 self.server.complete(request_id, Reply(result.body))
+            log_event(
+                self._logger,
+                "switch.answer",
+                outcome="timed_out" if event.timed_out_txn is not None else "issuer",
+                rc=result.code,
+                rrn=f"{result.txn_id:012d}",
+                waiting=len(waiting),
+            )
             link = self._links.get(event.link_id)
             if was_on_link and link is not None:
                 link.settle()

@@ -135,7 +135,7 @@ class SwitchCore:
             return refuse(message, rc.NOT_PERMITTED_TO_TERMINAL, "terminal disabled")
         if message.merchant_id != terminal.merchant_id:
             return refuse(message, rc.INVALID_MERCHANT, "merchant is not the terminal's")
-        keys = store.terminal_keys(terminal.terminal_id)
+        keys = store.terminal_keys(terminal)
         if message.mti != "0800" and (terminal.mac_required or message.mac is not None):
             mac_key = None if keys.working is None else keys.working.mac_key
             if mac_key is None or not message_mac_ok(raw, message, terminal.mac_algorithm, mac_key):
@@ -218,7 +218,6 @@ class SwitchCore:
             ),
             ctx.now_ms,
         )
-        store.log_event(ctx.now_ms, "switch.forwarded", txn.id, {"link": route.link_id})
         return Forward(
             txn.id, route.link_id, encode_message(forwarded), ctx.now_ms + route.timeout_ms
         )
@@ -308,7 +307,6 @@ class SwitchCore:
             extra[38] = auth_code
         if approved and message.get(54):
             extra[54] = message.fields[54]
-        store.log_event(now_ms, "switch.answered", txn.id, {"rc": code})
         return self._terminal_answer(txn, code, extra, now_ms, store)
 
     def _answer_waiters(self, txn: Txn, now_ms: int, store: SwitchStore) -> TerminalAnswer | None:
@@ -324,7 +322,7 @@ class SwitchCore:
         fields = answer_fields(txn.echo_fields, code, now_ms, extra)
         store.save_response(txn.request_key, txn.forwarded_mti, fields, now_ms)
         terminal = store.terminal(txn.terminal_id)
-        keys = None if terminal is None else store.terminal_keys(txn.terminal_id)
+        keys = None if terminal is None else store.terminal_keys(terminal)
         return TerminalAnswer(
             txn.id, encode_answer(txn.forwarded_mti, fields, terminal, keys), code
         )

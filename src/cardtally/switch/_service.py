@@ -29,7 +29,7 @@ from cardtally.switch._effects import (
     TerminalAnswer,
     TerminalOutcome,
 )
-from cardtally.switch._store import SqlSwitchStore
+from cardtally.switch._store import RegistryCache, SqlSwitchStore
 from cardtally.wire import DecodeError, Message, decode_message, encode_message, response_mti
 from cardtally.wire import _codes as rc
 
@@ -87,6 +87,8 @@ class SwitchService:
         self._logger = logger
         self._clock_ms = clock_ms
         self._on_committed = on_committed
+        # Lane-only, like every store call: no lock needed.
+        self._cache = RegistryCache()
 
     # -- terminals (the BatchHandler contract) ---------------------------------------------
 
@@ -94,7 +96,7 @@ class SwitchService:
         now_ms = self._clock_ms()
         outcomes: list[TerminalOutcome] = []
         with transaction(self._engine) as conn:
-            store = SqlSwitchStore(conn, self._data_keys)
+            store = SqlSwitchStore(conn, self._data_keys, self._cache)
             for request in requests:
                 outcomes.append(self._one(conn, store, request, now_ms))
         # Committed: the loop may now forward, and the replies may leave.
@@ -165,7 +167,7 @@ class SwitchService:
         now_ms = self._clock_ms()
         results: list[IssuerOutcome | None] = []
         with transaction(self._engine) as conn:
-            store = SqlSwitchStore(conn, self._data_keys)
+            store = SqlSwitchStore(conn, self._data_keys, self._cache)
             for event in events:
                 savepoint = conn.begin_nested()
                 try:
@@ -210,7 +212,7 @@ class SwitchService:
     def advices_due(self, links_up: frozenset[str]) -> list[AdviceSend]:
         with transaction(self._engine) as conn:
             sends = self._core.advices_due(
-                self._clock_ms(), SqlSwitchStore(conn, self._data_keys), links_up
+                self._clock_ms(), SqlSwitchStore(conn, self._data_keys, self._cache), links_up
             )
         self._counters.inc("advices_sent", by=len(sends))
         return sends
@@ -218,7 +220,9 @@ class SwitchService:
     def recover(self) -> list[int]:
         """Queue a reversal for everything forwarded and never finished (start-up only)."""
         with transaction(self._engine) as conn:
-            return self._core.recover(self._clock_ms(), SqlSwitchStore(conn, self._data_keys))
+            return self._core.recover(
+                self._clock_ms(), SqlSwitchStore(conn, self._data_keys, self._cache)
+            )
 
 
 def _system_malfunction(raw: bytes) -> Answer:

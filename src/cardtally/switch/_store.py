@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -107,7 +107,7 @@ class SwitchStore(Protocol):
 
     # registry
     def terminal(self, terminal_id: str) -> Terminal | None: ...
-    def terminal_keys(self, terminal_id: str) -> TerminalKeys: ...
+    def terminal_keys(self, terminal: Terminal) -> TerminalKeys: ...
     def sign_on(self, terminal_id: str, keys: WorkingKeys, at_ms: int) -> None: ...
     def set_batch(self, terminal_id: str, batch_no: int) -> None: ...
     def merchant(self, merchant_id: str) -> Merchant | None: ...
@@ -251,12 +251,33 @@ def tmk_purpose(terminal_id: str) -> str:
     return f"tmk:{terminal_id}"
 
 
+@dataclass
+class RegistryCache:
+    """Registry facts that do not change while a switch runs, kept across transactions.
+
+    Master keys and merchants are never edited in place; working keys are cached under the
+    sign-on instant they belong to, so a new sign-on is seen at once; BIN routes are read
+    once (issuer links are also only connected at start: adding one needs a restart).
+    Opening sealed keys and reading the same rows for every request was most of the
+    switch's time per purchase.
+    """
+
+    masters: dict[str, bytes] = field(default_factory=dict)
+    working: dict[tuple[str, int], WorkingKeys] = field(default_factory=dict)
+    merchants: dict[str, Merchant] = field(default_factory=dict)
+    bins: dict[str, str] | None = None
+    links: dict[str, IssuerRoute] = field(default_factory=dict)
+
+
 class SqlSwitchStore:
     """:class:`SwitchStore` over one connection inside its caller's transaction."""
 
-    def __init__(self, conn: Connection, data_keys: DataKeys) -> None:
+    def __init__(
+        self, conn: Connection, data_keys: DataKeys, cache: RegistryCache | None = None
+    ) -> None:
         self._conn = conn
         self._keys = data_keys
+        self._cache = cache if cache is not None else RegistryCache()
 
     # --- registry ------------------------------------------------------------
 
@@ -270,25 +291,35 @@ class SqlSwitchStore:
         )
         return None if row is None else terminal_of(row)
 
-    def terminal_keys(self, terminal_id: str) -> TerminalKeys:
+    def terminal_keys(self, terminal: Terminal) -> TerminalKeys:
+        tid = terminal.terminal_id
+        master = self._cache.masters.get(tid)
+        working_key = (tid, terminal.signed_on_at_ms or 0)
+        working = self._cache.working.get(working_key)
+        if master is not None and (working is not None or terminal.signed_on_at_ms is None):
+            return TerminalKeys(master_key=master, working=working)
         row = (
             self._conn.execute(
                 sa.select(
                     terminal_table.c.master_key_sealed,
                     terminal_table.c.pin_key_sealed,
                     terminal_table.c.mac_key_sealed,
-                ).where(terminal_table.c.terminal_id == terminal_id)
+                    terminal_table.c.signed_on_at_ms,
+                ).where(terminal_table.c.terminal_id == tid)
             )
             .mappings()
             .one()
         )
-        master = open_secret(self._keys, tmk_purpose(terminal_id), row["master_key_sealed"])
+        master = open_secret(self._keys, tmk_purpose(tid), row["master_key_sealed"])
+        self._cache.masters[tid] = master
         working = None
         if row["pin_key_sealed"] is not None and row["mac_key_sealed"] is not None:
             working = WorkingKeys(
-                pin_key=open_secret(self._keys, f"pik:{terminal_id}", row["pin_key_sealed"]),
-                mac_key=open_secret(self._keys, f"mak:{terminal_id}", row["mac_key_sealed"]),
+                pin_key=open_secret(self._keys, f"pik:{tid}", row["pin_key_sealed"]),
+                mac_key=open_secret(self._keys, f"mak:{tid}", row["mac_key_sealed"]),
             )
+            if row["signed_on_at_ms"] == terminal.signed_on_at_ms:
+                self._cache.working[working_key] = working
         return TerminalKeys(master_key=master, working=working)
 
     def sign_on(self, terminal_id: str, keys: WorkingKeys, at_ms: int) -> None:
@@ -310,6 +341,9 @@ class SqlSwitchStore:
         )
 
     def merchant(self, merchant_id: str) -> Merchant | None:
+        cached = self._cache.merchants.get(merchant_id)
+        if cached is not None:
+            return cached
         row = (
             self._conn.execute(
                 sa.select(merchant_table).where(merchant_table.c.merchant_id == merchant_id)
@@ -317,24 +351,27 @@ class SqlSwitchStore:
             .mappings()
             .first()
         )
-        return None if row is None else merchant_of(row)
+        if row is None:
+            return None
+        merchant = self._cache.merchants[merchant_id] = merchant_of(row)
+        return merchant
 
     def route(self, pan: Pan) -> IssuerRoute | None:
+        """The issuer link of the longest BIN prefix of ``pan`` that is routed."""
+        if self._cache.bins is None:
+            rows = self._conn.execute(sa.select(bin_table.c.bin, bin_table.c.link_id))
+            self._cache.bins = {row.bin: row.link_id for row in rows}
         digits = pan.reveal()
-        prefixes = [digits[:n] for n in range(len(digits), 0, -1)]
-        row = (
-            self._conn.execute(
-                sa.select(bin_table.c.link_id)
-                .where(bin_table.c.bin.in_(prefixes))
-                .order_by(sa.func.length(bin_table.c.bin).desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        return None if row is None else self.link(row["link_id"])
+        for length in range(len(digits), 0, -1):
+            link_id = self._cache.bins.get(digits[:length])
+            if link_id is not None:
+                return self.link(link_id)
+        return None
 
     def link(self, link_id: str) -> IssuerRoute | None:
+        cached = self._cache.links.get(link_id)
+        if cached is not None:
+            return cached
         row = (
             self._conn.execute(sa.select(link_table).where(link_table.c.link_id == link_id))
             .mappings()
@@ -345,13 +382,15 @@ class SqlSwitchStore:
         bins = self._conn.execute(
             sa.select(bin_table.c.bin).where(bin_table.c.link_id == link_id).order_by("bin")
         ).scalars()
-        return IssuerRoute(
+        route = IssuerRoute(
             link_id=row["link_id"],
             host=row["host"],
             port=int(row["port"]),
             timeout_ms=int(row["timeout_ms"]),
             bins=tuple(bins),
         )
+        self._cache.links[link_id] = route
+        return route
 
     # --- request log ---------------------------------------------------------
 
