@@ -90,7 +90,7 @@ class Received:
 
 
 class FakeIssuer:
-    """Use as a context manager; change the script at any time with :meth:`set`."""
+    """Use as a context manager; change the script at any time with :meth:`on`."""
 
     def __init__(
         self,
@@ -114,7 +114,7 @@ class FakeIssuer:
         self._received: list[Received] = []
         self._debited: dict[tuple[str, str], Message] = {}
         self._reversed: set[tuple[str, str]] = set()
-        self._answers_sent = 0
+        self._answers_sent: dict[Kind, int] = {}
         self._connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,7 +127,8 @@ class FakeIssuer:
 
     # -- the test's side ---------------------------------------------------------------------
 
-    def set(self, kind: Kind, action: Action) -> None:
+    def on(self, kind: Kind, action: Action) -> None:
+        """From now on, answer requests of ``kind`` with ``action``."""
         with self._lock:
             self._script[kind] = action
 
@@ -143,6 +144,11 @@ class FakeIssuer:
     def held_rrns(self) -> set[str]:
         """The switch RRNs (field 37 as forwarded) of the sales still debited."""
         return {m.get(37) or "" for m in self.ledger().values()}
+
+    def answers_sent(self, kind: Kind) -> int:
+        """Answers written so far to requests of ``kind`` (late ones once they went)."""
+        with self._lock:
+            return self._answers_sent.get(kind, 0)
 
     @property
     def connections(self) -> int:
@@ -262,22 +268,22 @@ class FakeIssuer:
         body = encode_message(_response(message, "51" if action == "decline" else "00"))
         frame = encode_frame(tpdu, body)
         if action == "late":
-            self._loop.call_later(self.late_s, self._write, writer, frame)
+            self._loop.call_later(self.late_s, self._write, writer, frame, kind)
         elif action == "slow":
-            self._loop.call_later(self.slow_s, self._write, writer, frame)
+            self._loop.call_later(self.slow_s, self._write, writer, frame, kind)
         elif action == "twice":
-            self._write(writer, frame)
-            self._write(writer, frame)
+            self._write(writer, frame, kind)
+            self._write(writer, frame, kind)
         else:
-            self._write(writer, frame)
+            self._write(writer, frame, kind)
         return True
 
-    def _write(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+    def _write(self, writer: asyncio.StreamWriter, frame: bytes, kind: Kind) -> None:
         if writer.transport.is_closing():
             return
         writer.write(frame)
         with self._lock:
-            self._answers_sent += 1
+            self._answers_sent[kind] = self._answers_sent.get(kind, 0) + 1
 
 
 def _response(request: Message, code: str) -> Message:

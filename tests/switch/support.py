@@ -197,3 +197,40 @@ def txn_ids(rig: SwitchRig) -> list[int]:
         return [
             int(n) for n in conn.execute(sa.text("SELECT id FROM switch_txn ORDER BY id")).scalars()
         ]
+
+
+def upload_record(
+    who: TerminalIdentity, batch_no: int, *, pan: Pan, txn: Message, answer: Message
+) -> Message:
+    """A 0320 batch-upload record of one transaction (wire profile 6.8): its own 3/4/11/37/38."""
+    from cardtally.wire import pad_merchant_id, pad_terminal_id
+
+    fields = {
+        2: pan.reveal(),
+        3: txn.fields[3],
+        4: txn.fields[4],
+        11: txn.fields[11],
+        12: answer.fields.get(12, "120000"),
+        13: answer.fields.get(13, "0101"),
+        37: answer.fields[37],
+        38: answer.fields.get(38, "000000"),
+        41: pad_terminal_id(who.terminal_id),
+        42: pad_merchant_id(who.merchant_id),
+        49: who.currency,
+        60: f"00{batch_no:06d}202",
+    }
+    return Message("0320", fields)
+
+
+def upload_closing(who: TerminalIdentity, stan: int, batch_no: int, count: int) -> Message:
+    """The 0320 that closes a batch upload: the record count in 48 (wire profile 6.8)."""
+    from cardtally.wire import pad_merchant_id, pad_terminal_id
+
+    fields = {
+        11: f"{stan:06d}",
+        41: pad_terminal_id(who.terminal_id),
+        42: pad_merchant_id(who.merchant_id),
+        48: f"{count:04d}",
+        60: f"00{batch_no:06d}207",
+    }
+    return Message("0320", fields)

@@ -68,6 +68,7 @@ from tests.issuer.tcp_support import (
     balances,
     set_database,
 )
+from tests.switch.fake_issuer import FakeIssuer
 
 MERCHANT: Final = "898310048160001"
 TERMINAL_IDS: Final = ("10300001", "10300002")
@@ -187,6 +188,17 @@ class Host(IssuerHost):
         code = self.stop()
         assert code == 0, f"{self.name} exited {code} after SIGTERM:\n{self.log()}"
 
+    def wait_log(self, needle: str, count: int = 1, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
+        """Wait (bounded) until the host's log holds ``needle`` ``count`` times; the log."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            log = self.log()
+            if log.count(needle) >= count:
+                return log
+            if time.monotonic() >= deadline:
+                pytest.fail(f"{self.name}: {needle!r} x{count} not logged in {timeout_s} s:\n{log}")
+            time.sleep(_POLL_S)
+
 
 # --- the network -------------------------------------------------------------------------------
 
@@ -237,7 +249,7 @@ class Network:
         for terminal in self._terminals:
             terminal.close()
         failures = []
-        for host in self._hosts:
+        for host in reversed(self._hosts):  # the switch before the issuer it talks to
             if not host.running:
                 continue
             if exc is not None:
@@ -273,8 +285,11 @@ class Network:
         self.issuer = self._start("issuer", "issuer", "serve", "--port", str(port))
         return self.issuer
 
-    def start_switch(self) -> Host:
+    def start_switch(self, *, link_up: bool = True) -> Host:
+        """``switch serve``; with ``link_up``, also wait until its issuer link is connected."""
         self.switch = self._start("switch", "switch", "serve", "--port", "0")
+        if link_up:
+            self.switch.wait_log("event=link.connected")
         return self.switch
 
     def link_issuer(self, port: int, timeout_ms: int = ISSUER_TIMEOUT_MS) -> None:
@@ -352,14 +367,12 @@ class Network:
         """The card's balance at the real issuer, read from its database."""
         balance, available = balances(self.home, card_pan)
         assert balance == available, (balance, available)
-        return balance
+        return int(balance)
 
 
 def live_sales(txns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sales the switch holds as done: approved, and not undone by an approved void."""
-    voided = {
-        t["original_rrn"] for t in txns if t["kind"] == "void" and t["state"] == "approved"
-    }
+    voided = {t["original_rrn"] for t in txns if t["kind"] == "void" and t["state"] == "approved"}
     return [
         t
         for t in txns
@@ -371,6 +384,28 @@ def expected_balance(txns: Sequence[dict[str, Any]], card_pan: str, opening: int
     """What the issuer must hold for ``card_pan`` if it agrees with the switch's log."""
     masked = Pan(card_pan).masked
     return opening - sum(t["amount_minor"] for t in live_sales(txns) if t["card"] == masked)
+
+
+UNSETTLED: Final = frozenset({"forwarded", "timed_out", "reversal_pending", "received"})
+
+
+def assert_agrees_with_fake(net: Network, fake: FakeIssuer) -> list[dict[str, Any]]:
+    """Once the queue drained: the fake holds a debit exactly for each sale the switch holds."""
+    net.wait_queue_drained()
+    txns = net.txns()
+    assert fake.held_rrns() == {t["rrn"] for t in live_sales(txns)}, (fake.ledger(), txns)
+    assert not [t for t in txns if t["state"] in UNSETTLED], txns
+    return txns
+
+
+def assert_agrees_with_issuer(net: Network, openings: dict[str, int]) -> list[dict[str, Any]]:
+    """Once the queue drained: each card's balance is its opening minus the switch's sales."""
+    net.wait_queue_drained()
+    txns = net.txns()
+    for card_pan, opening in openings.items():
+        assert net.balance(card_pan) == expected_balance(txns, card_pan, opening), txns
+    assert not [t for t in txns if t["state"] in UNSETTLED], txns
+    return txns
 
 
 # --- the terminal --------------------------------------------------------------------------------

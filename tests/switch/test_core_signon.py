@@ -16,6 +16,7 @@ from cardtally.security import (
 from cardtally.storage import transaction
 from cardtally.switch import Answer, Forward, TerminalStatus
 from cardtally.switch._registry import add_merchant, add_terminal, set_terminal_status
+from cardtally.switch._store import SqlSwitchStore
 from cardtally.terminal import TerminalIdentity, echo_test, sale, sign, sign_on
 from cardtally.wire import encode_message, pad_merchant_id
 from tests.switch.support import (
@@ -28,6 +29,7 @@ from tests.switch.support import (
     SwitchRig,
     build_rig,
     decoded,
+    issuer_answer,
     mac_ok,
     snapshot,
 )
@@ -71,17 +73,14 @@ def test_sign_on_delivers_working_keys_under_the_master_key(rig: SwitchRig) -> N
     assert key_check_value(keys.pin_key) == field62[DOUBLE_KEY : DOUBLE_KEY + KCV_BYTES]
     assert key_check_value(keys.mac_key) == field62[-KCV_BYTES:]
     assert keys.pin_key != keys.mac_key
-    stored = rig.run(lambda s: s.terminal_keys(s.terminal(TERMINAL)))  # type: ignore[arg-type]
-    assert stored.working == keys
     terminal = rig.run(lambda s: s.terminal(TERMINAL))
     assert terminal is not None and terminal.signed_on_at_ms == NOW_MS
+    assert rig.run(lambda s: s.terminal_keys(terminal)).working == keys
 
 
 def test_sign_on_answers_the_batch_the_switch_holds_not_the_terminals(rig: SwitchRig) -> None:
     device = rig.devices[TERMINAL]
     with transaction(rig.engine) as conn:
-        from cardtally.switch._store import SqlSwitchStore  # noqa: PLC0415
-
         SqlSwitchStore(conn, rig.data_keys).set_batch(TERMINAL, 42)
     response = decoded(rig.terminal(encode_message(sign_on(device.who, 1, 7))).body)
     assert response.fields[60] == "00000042003"
@@ -120,7 +119,8 @@ def test_echo_test_answers_00_without_keys(rig: SwitchRig) -> None:
     assert 62 not in response.fields and 64 not in response.fields
     assert 12 in response.fields and 13 in response.fields
     assert snapshot(rig) == before
-    assert rig.run(lambda s: s.terminal(TERMINAL)).signed_on_at_ms is None  # type: ignore[union-attr]
+    terminal = rig.run(lambda s: s.terminal(TERMINAL))
+    assert terminal is not None and terminal.signed_on_at_ms is None
 
 
 def test_an_unknown_network_code_is_12(rig: SwitchRig) -> None:
@@ -188,7 +188,8 @@ def test_a_merchant_id_space_padded_to_15_is_the_merchant(rig: SwitchRig) -> Non
     assert response.fields[42] == "M001" + " " * 11
     forward = rig.terminal(_sale(device))
     assert isinstance(forward, Forward)
-    assert rig.run(lambda s: s.txn(forward.txn_id)).merchant_id == "M001"  # type: ignore[union-attr]
+    txn = rig.run(lambda s: s.txn(forward.txn_id))
+    assert txn is not None and txn.merchant_id == "M001"
 
 
 # -- the MAC -----------------------------------------------------------------------------------
@@ -300,7 +301,5 @@ def test_a_mac_off_terminal_that_signed_on_gets_signed_answers(mac_off_rig: Swit
     message = sale(device.who, device.next_stan(), 1, card=CARD, amount_minor=100)
     forward = rig.terminal(encode_message(message))  # sent without a MAC: accepted
     assert isinstance(forward, Forward)
-    from tests.switch.support import issuer_answer  # noqa: PLC0415
-
     answer = rig.issuer(issuer_answer(forward.body, "00", f38="123456"))
-    assert mac_ok(device, answer.body)  # type: ignore[union-attr]
+    assert mac_ok(device, answer.body)

@@ -387,7 +387,7 @@ class SwitchCore:
 
 def _malformed(raw: bytes) -> Answer:
     mti = raw[:_MTI_BYTES].hex()
-    if not is_request(mti) or original_of(mti) not in MANDATORY:
+    if len(raw) < _MTI_BYTES or not is_request(mti) or original_of(mti) not in MANDATORY:
         return Answer(None, close=True, outcome="malformed")
     body = encode_message(Message(response_mti(mti), {39: rc.FORMAT_ERROR}))
     return Answer(body, outcome="malformed", code=rc.FORMAT_ERROR)
