@@ -107,3 +107,65 @@ def test_issuer_list_errors_name_the_key(tmp_path: Path, line: str, message: str
     with pytest.raises(ConfigError, match="issuer\\.") as caught:
         load_config(tmp_path)
     assert message in str(caught.value)
+
+
+def test_switch_defaults(tmp_path: Path) -> None:
+    switch = load_config(tmp_path).switch
+    assert (switch.host, switch.port) == ("127.0.0.1", 9584)
+    assert switch.database == f"sqlite:///{tmp_path}/switch.db"
+    assert (switch.connections_max, switch.in_flight_per_connection_max) == (256, 64)
+    assert (switch.link_in_flight_max, switch.batch_max) == (512, 128)
+    assert switch.issuer_timeout_ms == 5000
+    assert (switch.advice_backoff_min_ms, switch.advice_backoff_max_ms) == (500, 30_000)
+    assert (switch.advice_batch_max, switch.echo_idle_ms) == (64, 30_000)
+
+
+def test_switch_values_override_defaults(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "[switch]\nissuer_timeout_ms = 100\nadvice_backoff_min_ms = 2000\n"
+        "advice_backoff_max_ms = 2000\nlink_in_flight_max = 1\necho_idle_ms = 1000\n",
+    )
+    switch = load_config(tmp_path).switch
+    assert switch.issuer_timeout_ms == 100
+    assert switch.advice_backoff_min_ms == switch.advice_backoff_max_ms == 2000
+    assert (switch.link_in_flight_max, switch.echo_idle_ms) == (1, 1000)
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "message"),
+    [
+        ("issuer_timeout_ms = 99", "switch.issuer_timeout_ms", "expected an integer 100..120000"),
+        ("issuer_timeout_ms = 120001", "switch.issuer_timeout_ms", "got 120001"),
+        ("connections_max = 0", "switch.connections_max", "expected an integer 1..10000"),
+        ("in_flight_per_connection_max = true", "switch.in_flight_per_connection_max", "got True"),
+        ("batch_max = '128'", "switch.batch_max", "got '128'"),
+        ("advice_batch_max = 0", "switch.advice_batch_max", "expected an integer 1..4096"),
+        ("echo_idle_ms = 10", "switch.echo_idle_ms", "expected an integer 1000..3600000"),
+        ("in_flight_max = 1", "switch.in_flight_max", "did you mean"),
+    ],
+)
+def test_switch_errors_name_the_key(tmp_path: Path, line: str, key: str, message: str) -> None:
+    write(tmp_path, f"[switch]\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.key == key
+    assert message in str(caught.value)
+
+
+def test_advice_backoff_max_below_min_names_both_keys(tmp_path: Path) -> None:
+    write(tmp_path, "[switch]\nadvice_backoff_min_ms = 5000\nadvice_backoff_max_ms = 4000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.key == "switch.advice_backoff_max_ms"
+    text = str(caught.value)
+    assert "switch.advice_backoff_max_ms" in text and "switch.advice_backoff_min_ms" in text
+    assert "(5000), got 4000" in text
+    assert text.startswith(str(config_path(tmp_path)))
+    assert "\n" not in text
+
+
+def test_default_text_spells_out_every_switch_key() -> None:
+    section = tomllib.loads(default_config_text())["switch"]
+    assert section["advice_backoff_max_ms"] == 30_000
+    assert set(section) >= {"issuer_timeout_ms", "echo_idle_ms", "link_in_flight_max"}

@@ -188,6 +188,15 @@ class Host(IssuerHost):
         code = self.stop()
         assert code == 0, f"{self.name} exited {code} after SIGTERM:\n{self.log()}"
 
+    def stop_counters(self) -> dict[str, int]:
+        """The counters the switch logged when it stopped (``event=switch.stopped``)."""
+        stopped = [line for line in self.log().splitlines() if "event=switch.stopped" in line]
+        assert stopped, f"{self.name} logged no stop:\n{self.log()}"
+        # The value is a quoted log field: a JSON string holding the JSON object.
+        counters = json.loads(json.loads(stopped[-1].split(" counters=", 1)[1]))
+        assert isinstance(counters, dict)
+        return counters
+
     def wait_log(self, needle: str, count: int = 1, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
         """Wait (bounded) until the host's log holds ``needle`` ``count`` times; the log."""
         deadline = time.monotonic() + timeout_s
@@ -383,7 +392,7 @@ def live_sales(txns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def expected_balance(txns: Sequence[dict[str, Any]], card_pan: str, opening: int) -> int:
     """What the issuer must hold for ``card_pan`` if it agrees with the switch's log."""
     masked = Pan(card_pan).masked
-    return opening - sum(t["amount_minor"] for t in live_sales(txns) if t["card"] == masked)
+    return opening - sum(int(t["amount_minor"]) for t in live_sales(txns) if t["card"] == masked)
 
 
 UNSETTLED: Final = frozenset({"forwarded", "timed_out", "reversal_pending", "received"})

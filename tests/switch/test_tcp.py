@@ -255,6 +255,10 @@ def test_late_approval_is_not_relayed_and_gets_reversed(net: Network, fake: Fake
     # A repeat of the sale gets the stored 98, not the late approval.
     repeat = terminal.exchange(request)
     assert repeat.code == "98", repeat.message
+    assert net.switch is not None
+    net.switch.stop_ok()
+    counters = net.switch.stop_counters()
+    assert (counters["timeouts"], counters["late_responses"]) == (1, 1)
 
 
 def test_double_answer_reaches_the_terminal_once(net: Network, fake: FakeIssuer) -> None:
@@ -267,6 +271,9 @@ def test_double_answer_reaches_the_terminal_once(net: Network, fake: FakeIssuer)
     txns = assert_agrees_with_fake(net, fake)
     assert [t["rrn"] for t in live_sales(txns)] == [answer.message.rrn]
     assert fake.received("advice") == []
+    assert net.switch is not None
+    net.switch.stop_ok()
+    assert net.switch.stop_counters()["issuer_ignored"] == 1
 
 
 @pytest.mark.parametrize("action", ["drop", "noise"])
@@ -367,5 +374,11 @@ def test_bad_input_costs_only_its_own_connection(net: Network, fake: FakeIssuer)
     assert other.exchange(other.sale(PINLESS, 300)).code == "00"
     assert len(fake.received("sale")) == 3  # nothing refused was forwarded
     assert_agrees_with_fake(net, fake)
+    net.switch.stop_ok()
     log = net.switch.log()
-    assert "event=frame.rejected" in log or "outcome=malformed" in log
+    assert log.count("event=frame.rejected") == 1
+    assert log.count("reason=handler_close") == 1
+    assert log.count('outcome="refused: unknown terminal"') == 2
+    counters = net.switch.stop_counters()
+    assert counters["connections_closed_bad_frame"] == 1
+    assert counters["forwarded"] == 3

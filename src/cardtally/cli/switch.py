@@ -230,7 +230,8 @@ def merchants_add_command(  # noqa: PLR0917 - Typer maps each option to a parame
     Example:
 
         cardtally switch merchants add --id 898440358120001 --name "LUCKY MART" --mcc 5411
-        --city SHENZHEN --settlement d0
+
+        cardtally switch merchants add --id M002 --name "CLUB" --mcc 5300 --settlement d0
     """
     config = _config(ctx)
     with _database(config) as conn:

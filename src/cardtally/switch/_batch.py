@@ -9,8 +9,8 @@ from cardtally.switch._answers import answer_fields, encode_answer
 from cardtally.switch._context import RequestContext, answer_logged, refuse
 from cardtally.switch._effects import Answer
 from cardtally.switch._model import CREDIT_KINDS, DEBIT_KINDS, BatchTotals, Txn, TxnState, rrn_of
-from cardtally.switch._request import host_time_fields, network_code
-from cardtally.switch._store import BatchRecord, SwitchStore
+from cardtally.switch._request import content_digest, host_time_fields, network_code
+from cardtally.switch._store import BatchRecord, StoredRequest, SwitchStore
 from cardtally.wire import _codes as rc
 
 _SIGN_ON: Final = "003"
@@ -52,9 +52,10 @@ def totals_of(txns: list[Txn]) -> BatchTotals:
 
 def settlement(ctx: RequestContext, store: SwitchStore) -> Answer:
     """0500: compare the terminal's totals with ours, answer balanced or not, close the batch."""
-    claimed = (ctx.message.get(48) or "").rjust(_TOTALS_DIGITS + 1, "0")[:_TOTALS_DIGITS]
-    if len(ctx.message.get(48) or "") not in (_TOTALS_DIGITS, _TOTALS_DIGITS + 1):
+    field48 = ctx.message.get(48) or ""
+    if len(field48) not in (_TOTALS_DIGITS, _TOTALS_DIGITS + 1):
         return refuse(ctx.message, rc.FORMAT_ERROR, "field 48 is not settlement totals")
+    claimed = field48[:_TOTALS_DIGITS]  # the totals, with or without the request's result digit
     terminal_id = ctx.terminal.terminal_id
     ours = totals_of(store.batch_txns(terminal_id, ctx.batch_no)).field48("")
     closed = store.batch(terminal_id, ctx.batch_no)
@@ -71,6 +72,7 @@ def settlement(ctx: RequestContext, store: SwitchStore) -> Answer:
         )
     digit = _BALANCED if closed.result == "balanced" else _NOT_BALANCED
     extra = {15: host_time_fields(ctx.now_ms)[13], 37: _NO_REFERENCE, 48: claimed + digit}
+    _log_request(ctx, store)
     return answer_logged(ctx, rc.APPROVED, extra, store, f"settlement {closed.result}")
 
 
@@ -93,6 +95,7 @@ def upload(ctx: RequestContext, store: SwitchStore) -> Answer:
             },
         )
         extra = {48: message.get(48) or f"{recorded:04d}"}
+        _log_request(ctx, store)
         return answer_logged(ctx, rc.APPROVED, extra, store, "upload closed")
     if code != _UPLOAD_RECORD:
         return refuse(message, rc.INVALID_TRANSACTION, f"upload code {code!r} not served")
@@ -100,7 +103,13 @@ def upload(ctx: RequestContext, store: SwitchStore) -> Answer:
     difference = _difference(message.get(4), ours)
     store.add_upload(terminal_id, ctx.batch_no, message.fields, difference, ctx.now_ms)
     extra = {n: v for n, v in message.fields.items() if n in (37,)}
+    _log_request(ctx, store)
     return answer_logged(ctx, rc.APPROVED, extra, store, "upload record")
+
+
+def _log_request(ctx: RequestContext, store: SwitchStore) -> None:
+    """Key the request (no transaction of its own), so its stored answer serves repeats."""
+    store.add_request(StoredRequest(ctx.key, content_digest(ctx.message), None), ctx.now_ms)
 
 
 def _difference(amount: str | None, ours: Txn | None) -> str:
