@@ -38,7 +38,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cardtally.cli.main import app as cardtally_app
-from cardtally.runtime import LinkClosedError, SyncFrameClient
+from cardtally.runtime import SyncFrameClient
 from cardtally.security import MacAlgorithm, WorkingKeys, decode_signon_keys, message_mac_ok
 from cardtally.storage import sqlite_url
 from cardtally.terminal import (
@@ -54,7 +54,7 @@ from cardtally.terminal import (
 )
 from cardtally.wire import LinkProfile, Message, Pan, decode_message, response_mti
 from tests.conftest import pg_leg, pg_schema
-from tests.issuer.messages import CREDIT_PAN, DEBIT_PAN, EXPIRY, PIN
+from tests.issuer.messages import DEBIT_PAN, EXPIRY, PIN
 from tests.issuer.tcp_support import (
     CREDIT,
     DEBIT,
@@ -85,7 +85,6 @@ DRAIN_TIMEOUT_S: Final = 30.0
 _POLL_S: Final = 0.05
 
 DEBIT_CARD: Final = Card(Pan(DEBIT_PAN), expiry=EXPIRY, pin=PIN)
-CREDIT_CARD: Final = Card(Pan(CREDIT_PAN), expiry=EXPIRY, pin=PIN)
 DEBIT_OPENING: Final = 50_000
 
 _runner = CliRunner()
@@ -99,7 +98,7 @@ def run_cli(home: Path, *args: str) -> str:
             f"cardtally {' '.join(args[:3])} exited {result.exit_code}:\n{result.output}\n"
             f"{result.exception!r}"
         )
-    return result.output
+    return result.stdout
 
 
 def run_cli_process(home: Path, *args: str) -> str:
@@ -351,16 +350,6 @@ class Network:
                 pytest.fail(f"queue not drained within {timeout_s} s: {shown}\n{log}")
             time.sleep(_POLL_S * 4)
 
-    def wait_queue_depth(self, depth: int, timeout_s: float = DRAIN_TIMEOUT_S) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            shown = self.queue()
-            if shown["depth"] == depth:
-                return shown
-            if time.monotonic() >= deadline:
-                pytest.fail(f"queue depth not {depth} within {timeout_s} s: {shown}")
-            time.sleep(_POLL_S * 4)
-
     def txns(self) -> list[dict[str, Any]]:
         """``switch txns --json``: the whole log, newest first."""
         shown = json.loads(run_cli(self.home, "switch", "txns", "--json", "--limit", "10000"))
@@ -558,16 +547,6 @@ class Terminal:
         except TimeoutError:
             return True
         raise AssertionError(f"unexpected message on the terminal link: {answer.message}")
-
-    def closed_within(self, seconds: float) -> bool:
-        """True when the switch closes this connection within ``seconds``."""
-        try:
-            answer = self.receive(round(seconds * 1000))
-        except LinkClosedError:
-            return True
-        except TimeoutError:
-            return False
-        raise AssertionError(f"answer where a close was expected: {answer.message}")
 
 
 def check_answer(request: Message, answer: Answer) -> None:

@@ -187,8 +187,9 @@ def test_a_request_mti_not_served_is_12(rig: SwitchRig, device: Device) -> None:
     ],
 )
 def test_undecodable_bytes_of_a_request_mti_get_30_with_only_39(
-    rig: SwitchRig, raw: bytes, mti: str
+    shared: tuple[SwitchRig, Device], raw: bytes, mti: str
 ) -> None:
+    rig, _ = shared
     before = snapshot(rig)
     answer = rig.terminal(raw)
     assert isinstance(answer, Answer)
@@ -209,7 +210,10 @@ def test_undecodable_bytes_of_a_request_mti_get_30_with_only_39(
         bytes.fromhex("0430") + b"\xff",
     ],
 )
-def test_bytes_without_a_request_mti_close_the_connection(rig: SwitchRig, raw: bytes) -> None:
+def test_bytes_without_a_request_mti_close_the_connection(
+    shared: tuple[SwitchRig, Device], raw: bytes
+) -> None:
+    rig, _ = shared
     before = snapshot(rig)
     answer = rig.terminal(raw)
     assert answer == Answer(None, close=True, outcome="malformed")
@@ -217,7 +221,10 @@ def test_bytes_without_a_request_mti_close_the_connection(rig: SwitchRig, raw: b
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x02"])
-def test_a_message_shorter_than_an_mti_closes_the_connection(rig: SwitchRig, raw: bytes) -> None:
+def test_a_message_shorter_than_an_mti_closes_the_connection(
+    shared: tuple[SwitchRig, Device], raw: bytes
+) -> None:
+    rig, _ = shared
     answer = rig.terminal(raw)
     assert isinstance(answer, Answer)
     assert answer.body is None and answer.close

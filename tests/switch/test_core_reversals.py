@@ -181,9 +181,10 @@ def test_reversal_of_an_in_flight_sale_then_its_deadline_answers_98(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: a repeat of a request whose original is in flight but was reversed by the "
-    "terminal (REVERSAL_PENDING, no answer stored yet) falls through _repeat to 96 'logged "
-    "request without an answer'; it should join the wait (its waiters get 98)",
+    reason="BUG: a repeat of a request that the terminal reversed while it was in flight "
+    "(REVERSAL_PENDING, or REVERSED once the advice is acked, and no answer stored yet) falls "
+    "through _repeat to 96 'logged request without an answer'; it should join the wait (its "
+    "waiters get 98) or get 98",
 )
 def test_a_repeat_of_an_in_flight_sale_the_terminal_reversed_joins(
     rig: SwitchRig, device: Device

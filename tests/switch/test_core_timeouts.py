@@ -314,11 +314,13 @@ def test_timed_out_on_an_answered_or_unknown_txn_is_none(rig: SwitchRig, device:
     for txn_id in (approved.txn_id, declined.txn_id, timed_out.txn_id, 9_999):
         assert rig.run(lambda s, t=txn_id: rig.core.timed_out(t, LATER + 1, s)) is None
     assert snapshot(rig) == before
-    states = [
-        rig.run(lambda s, t=t: s.txn(t)).state  # type: ignore[union-attr]
-        for t in (approved.txn_id, declined.txn_id, timed_out.txn_id)
+    txns = [rig.run(lambda s, t=t: s.txn(t)) for t in (approved.txn_id, declined.txn_id)]
+    txns.append(rig.run(lambda s: s.txn(timed_out.txn_id)))
+    assert [t.state if t else None for t in txns] == [
+        TxnState.APPROVED,
+        TxnState.DECLINED,
+        TxnState.TIMED_OUT,
     ]
-    assert states == [TxnState.APPROVED, TxnState.DECLINED, TxnState.TIMED_OUT]
 
 
 def test_recover_queues_reversals_for_exactly_the_unfinished(

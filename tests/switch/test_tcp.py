@@ -261,6 +261,17 @@ def test_late_approval_is_not_relayed_and_gets_reversed(net: Network, fake: Fake
     assert (counters["timeouts"], counters["late_responses"]) == (1, 1)
 
 
+def test_decline_is_relayed_and_holds_nothing(net: Network, fake: FakeIssuer) -> None:
+    fake.on("sale", "decline")
+    terminal = net.terminal()
+    answer = terminal.exchange(terminal.sale(DEBIT_CARD, 1_800))
+    assert (answer.code, answer.mac_ok) == ("51", True), answer.message
+    txns = assert_agrees_with_fake(net, fake)
+    assert [t["state"] for t in txns] == ["declined"]
+    assert fake.ledger() == {}
+    assert fake.received("advice") == []
+
+
 def test_double_answer_reaches_the_terminal_once(net: Network, fake: FakeIssuer) -> None:
     fake.on("sale", "twice")
     terminal = net.terminal()
