@@ -327,19 +327,15 @@ def test_a_second_answer_after_the_first_changes_nothing(rig: SwitchRig, device:
     assert txn is not None and txn.state is TxnState.APPROVED and txn.auth_code == "123456"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an issuer 0210 without field 39 is taken as a 96 decline (txn DECLINED, no "
-    "reversal), though the issuer may have debited; it should be treated as no valid answer "
-    "(98 to the terminal and a reversal advice queued)",
-)
 def test_an_issuer_answer_without_a_response_code_is_not_a_decline(
     rig: SwitchRig, device: Device
 ) -> None:
+    """Such an answer is no answer: nothing is relayed, and the deadline reverses it."""
     forward = _forward(rig, device, _pin_sale(device))
     result = rig.issuer(_reshaped(forward.body, "00", {39: None}))
+    assert isinstance(result, Ignored)
     txn = rig.run(lambda s: s.txn(forward.txn_id))
-    assert txn is not None
-    assert txn.state is not TxnState.DECLINED
+    assert txn is not None and txn.state is TxnState.FORWARDED
+    expired = rig.run(lambda s: rig.core.timed_out(forward.txn_id, forward.deadline_ms, s))
+    assert isinstance(expired, TerminalAnswer) and expired.code == "98"
     assert rig.run(lambda s: s.advice_for_txn(forward.txn_id)) is not None
-    assert not isinstance(result, TerminalAnswer) or result.code == "98"

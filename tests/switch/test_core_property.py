@@ -92,6 +92,11 @@ class World:
         raw = self.device.raw(message)
         outcome = self.rig.terminal(raw, self.tick())
         first = self.sent.get(stan)
+        if first is None and stan in self.reversed_any:
+            # Its reversal overtook it: refused (12), logged, never forwarded.
+            assert isinstance(outcome, Answer) and outcome.code == "12", outcome
+            self.sent[stan] = (message, raw)
+            return
         if first is None:
             assert isinstance(outcome, Forward), outcome
             self.sent[stan] = (message, raw)
@@ -109,18 +114,18 @@ class World:
 
     def _repeat(self, stan: int, outcome: object) -> None:
         assert not isinstance(outcome, Forward), "a repeat was forwarded again"
+        if stan not in self.txn_of:  # refused after its reversal: the stored 12
+            assert isinstance(outcome, Answer) and outcome.code == "12", outcome
+            return
         txn = self.rig.run(lambda s: s.txn(self.txn_of[stan]))
         assert txn is not None
-        if isinstance(outcome, Join):
-            assert outcome.txn_id == txn.id and txn.state is TxnState.FORWARDED
-            return
-        assert isinstance(outcome, Answer)
         stored = self.rig.run(lambda s: s.response(txn.request_key))
-        if stored is not None:
-            assert outcome.code == stored[1][39]
-        else:  # reversed by the terminal while in flight, no answer yet (test_core_reversals)
-            assert txn.state in (TxnState.REVERSAL_PENDING, TxnState.REVERSED)
-            assert outcome.code == "96"
+        if isinstance(outcome, Join):
+            # Not answered yet (in flight, or reversed by the terminal while in flight).
+            assert outcome.txn_id == txn.id and stored is None
+            return
+        assert isinstance(outcome, Answer) and stored is not None
+        assert outcome.code == stored[1][39]
 
     def reverse(self, stan: int) -> None:
         if stan in self.sent:
@@ -186,6 +191,8 @@ class World:
             assert isinstance(result, TerminalAnswer) and result.code == "98"
             assert after.state is TxnState.TIMED_OUT
         else:
+            # Its waiters (if any) get its answer: the stored one, or 98.
+            assert isinstance(result, TerminalAnswer)
             assert after.state is before.state
 
     def late(self, pick: int) -> None:

@@ -162,7 +162,8 @@ def test_reversal_of_an_in_flight_sale_answers_its_waiters_98(
     repeat = rig.terminal(device.raw(message), NOW_MS + 7_000)
     assert isinstance(repeat, Answer) and repeat.code == "98"
     # The deadline passing afterwards changes nothing.
-    assert rig.run(lambda s: rig.core.timed_out(forward.txn_id, NOW_MS + TIMEOUT_MS, s)) is None
+    expired = rig.run(lambda s: rig.core.timed_out(forward.txn_id, NOW_MS + TIMEOUT_MS, s))
+    assert isinstance(expired, TerminalAnswer) and expired.code == "98"
     assert _advices(rig) == 1
 
 
@@ -179,13 +180,6 @@ def test_reversal_of_an_in_flight_sale_then_its_deadline_answers_98(
     assert not isinstance(late, TerminalAnswer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a repeat of a request that the terminal reversed while it was in flight "
-    "(REVERSAL_PENDING, or REVERSED once the advice is acked, and no answer stored yet) falls "
-    "through _repeat to 96 'logged request without an answer'; it should join the wait (its "
-    "waiters get 98) or get 98",
-)
 def test_a_repeat_of_an_in_flight_sale_the_terminal_reversed_joins(
     rig: SwitchRig, device: Device
 ) -> None:
@@ -194,12 +188,6 @@ def test_a_repeat_of_an_in_flight_sale_the_terminal_reversed_joins(
     assert rig.terminal(device.raw(message), NOW_MS + 5_500) == Join(forward.txn_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recover() only finishes FORWARDED txns; one the terminal reversed while in "
-    "flight (REVERSAL_PENDING) never gets an answer stored, so after a restart its repeats "
-    "get 96 'logged request without an answer' instead of 98",
-)
 def test_after_a_restart_a_reversed_in_flight_sale_repeats_as_98(
     rig: SwitchRig, device: Device
 ) -> None:
@@ -296,12 +284,6 @@ def test_reversal_of_an_approved_void_undoes_the_void_only(rig: SwitchRig, devic
     assert rig.run(lambda s: s.advice_for_txn(sale_forward.txn_id)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a reversal that finds no original is answered 00 and forgotten; when the "
-    "original (delayed in the network) arrives afterwards it is forwarded and can be approved "
-    "although the terminal already counts it reversed: a debit without a receipt",
-)
 def test_an_original_arriving_after_its_reversal_is_not_left_in_effect(
     rig: SwitchRig, device: Device
 ) -> None:

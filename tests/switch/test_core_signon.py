@@ -305,14 +305,6 @@ def test_a_mac_off_terminal_that_signed_on_gets_signed_answers(mac_off_rig: Swit
     assert mac_ok(device, answer.body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (registry cache, work in progress in _store.py): working keys are cached under "
-    "(terminal, signed_on_at_ms), so a second sign-on in the same millisecond (one "
-    "handle_batch shares one now_ms) keeps serving the old keys from a shared RegistryCache: "
-    "the terminal's requests under its new MAC key get A0. SqlSwitchStore.sign_on should drop "
-    "or replace the cache entry for (terminal, at_ms)",
-)
 def test_a_second_sign_on_in_the_same_millisecond_through_a_shared_cache(
     rig: SwitchRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -260,14 +260,15 @@ def test_a_0430_original_not_found_means_reversed(rig: SwitchRig, device: Device
     assert _due(rig, LATER + 3_600_000) == []
 
 
-def test_a_0430_refusing_the_reversal_ends_the_retries_but_not_in_reversed(
+def test_a_0430_refusing_the_reversal_ends_the_retries_in_reversal_refused(
     rig: SwitchRig, device: Device
 ) -> None:
     _, forward, _ = _timed_out(rig, device)
     [send] = _due(rig, LATER)
     assert rig.issuer(issuer_answer(send.body, "05")) == AdviceAcked(send.advice_id, LINK, "05")
     txn = rig.run(lambda s: s.txn(forward.txn_id))
-    assert txn is not None and txn.state is TxnState.TIMED_OUT  # left for reconciliation
+    # Final at the issuer, and flagged for the day end's exceptions.
+    assert txn is not None and txn.state is TxnState.REVERSAL_REFUSED
     assert _due(rig, LATER + 3_600_000) == []
 
 
@@ -304,15 +305,23 @@ def test_a_late_approval_after_the_reversal_is_acked_changes_nothing(
     assert txn is not None and txn.state is TxnState.REVERSED
 
 
-def test_timed_out_on_an_answered_or_unknown_txn_is_none(rig: SwitchRig, device: Device) -> None:
+def test_timed_out_on_an_answered_txn_repeats_its_answer_and_changes_nothing(
+    rig: SwitchRig, device: Device
+) -> None:
     _, approved = _forwarded(rig, device)
     rig.issuer(issuer_answer(approved.body, "00"))
     _, declined = _forwarded(rig, device)
     rig.issuer(issuer_answer(declined.body, "51"))
     _, timed_out, _ = _timed_out(rig, device)
     before = snapshot(rig)
-    for txn_id in (approved.txn_id, declined.txn_id, timed_out.txn_id, 9_999):
-        assert rig.run(lambda s, t=txn_id: rig.core.timed_out(t, LATER + 1, s)) is None
+    codes = []
+    for txn_id in (approved.txn_id, declined.txn_id, timed_out.txn_id):
+        expired = rig.run(lambda s, t=txn_id: rig.core.timed_out(t, LATER + 1, s))
+        assert isinstance(expired, TerminalAnswer)
+        codes.append(expired.code)
+    assert codes == ["00", "51", "98"]
+    unknown = rig.run(lambda s: rig.core.timed_out(9_999, LATER + 1, s))
+    assert isinstance(unknown, Ignored)
     assert snapshot(rig) == before
     txns = [rig.run(lambda s, t=t: s.txn(t)) for t in (approved.txn_id, declined.txn_id)]
     txns.append(rig.run(lambda s: s.txn(timed_out.txn_id)))

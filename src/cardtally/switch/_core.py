@@ -157,7 +157,9 @@ class SwitchCore:
             return Answer(body, outcome="duplicate", code=fields.get(39, ""))
         if stored.txn_id is not None:
             txn = store.txn(stored.txn_id)
-            if txn is not None and txn.state is TxnState.FORWARDED:
+            # Forwarded and not answered yet (the terminal may have reversed it meanwhile):
+            # the repeat gets the same answer as the original, from the answer or the deadline.
+            if txn is not None and txn.forwarded_mti is not None:
                 return Join(txn.id)
         # Every request is answered in the transaction that settles it; reaching here means
         # a log written by something else. Say so rather than guess.
@@ -188,6 +190,11 @@ class SwitchCore:
         self, ctx: RequestContext, kind: TxnKind, pan: Pan, store: SwitchStore
     ) -> TerminalOutcome:
         original, problem = _original_for(ctx, kind, store)
+        if problem is None and store.reversed_before(
+            ctx.terminal.terminal_id, ctx.batch_no, ctx.message.stan or ""
+        ):
+            # Its reversal overtook it: the terminal already counts it undone.
+            problem = (rc.INVALID_TRANSACTION, "the terminal already reversed this STAN")
         txn = open_txn(ctx, kind, pan, original, store)
         route = store.route(pan)
         merchant = store.merchant(ctx.terminal.merchant_id)
@@ -285,14 +292,19 @@ class SwitchCore:
             txn.processing_code
         ):
             return Ignored("answer does not match the request", txn.id)
+        if message.response_code is None:
+            # Not an answer we can relay; the issuer may have debited: the deadline decides.
+            return Ignored("answer without a response code", txn.id)
         if txn.state is TxnState.FORWARDED:
             return self._relay(txn, message, now_ms, store)
-        answered = self._answer_waiters(txn, now_ms, store)
         store.log_event(now_ms, "switch.late_response", txn.id, {"rc": message.response_code})
-        return answered or Ignored("late: the stored reversal undoes it", txn.id)
+        if store.response(txn.request_key) is None:
+            # Reversed while in flight (by the terminal): its waiters get 98 now.
+            return self._answer_waiters(txn, now_ms, store)
+        return Ignored("late: the stored reversal undoes it", txn.id)
 
     def _relay(self, txn: Txn, message: Message, now_ms: int, store: SwitchStore) -> TerminalAnswer:
-        code = message.response_code or rc.SYSTEM_MALFUNCTION
+        code = message.response_code or rc.ISSUER_TIMEOUT
         approved = code == rc.APPROVED
         auth_code = message.auth_code if approved else None
         store.set_state(
@@ -309,11 +321,21 @@ class SwitchCore:
             extra[54] = message.fields[54]
         return self._terminal_answer(txn, code, extra, now_ms, store)
 
-    def _answer_waiters(self, txn: Txn, now_ms: int, store: SwitchStore) -> TerminalAnswer | None:
-        """98 for terminal requests still waiting on ``txn`` (its reversal is queued)."""
-        if store.response(txn.request_key) is not None:
-            return None
-        return self._terminal_answer(txn, rc.ISSUER_TIMEOUT, {37: rrn_of(txn.id)}, now_ms, store)
+    def _answer_waiters(self, txn: Txn, now_ms: int, store: SwitchStore) -> TerminalAnswer:
+        """The answer for requests still waiting on ``txn``: the stored one, else 98 (stored).
+
+        98 because its reversal is queued: whatever the issuer did is being undone.
+        """
+        stored = store.response(txn.request_key)
+        if stored is None:
+            return self._terminal_answer(
+                txn, rc.ISSUER_TIMEOUT, {37: rrn_of(txn.id)}, now_ms, store
+            )
+        mti, fields = stored
+        terminal = store.terminal(txn.terminal_id)
+        keys = None if terminal is None else store.terminal_keys(terminal)
+        body = encode_answer(mti, fields, terminal, keys)
+        return TerminalAnswer(txn.id, body, fields.get(39, ""))
 
     def _terminal_answer(
         self, txn: Txn, code: str, extra: dict[int, str], now_ms: int, store: SwitchStore
@@ -337,29 +359,35 @@ class SwitchCore:
         if code in _RETRY_CODES:
             return Ignored(f"issuer asks to resend ({code})", txn.id)
         store.ack_advice(advice.id, code, now_ms)
-        if code in _UNDONE_CODES:
-            store.set_state(txn.id, TxnState.REVERSED, now_ms)
+        undone = code in _UNDONE_CODES
+        # A refusal (say 51 to reversing a void whose refund was spent) is final at the issuer:
+        # the state says so, for the day end's exceptions.
+        store.set_state(txn.id, TxnState.REVERSED if undone else TxnState.REVERSAL_REFUSED, now_ms)
         store.log_event(now_ms, "switch.advice_acked", txn.id, {"rc": code})
         return AdviceAcked(advice.id, advice.link_id, code)
 
     # -- timers and the queue ------------------------------------------------------------------
 
-    def timed_out(self, txn_id: int, now_ms: int, store: SwitchStore) -> TerminalAnswer | None:
+    def timed_out(self, txn_id: int, now_ms: int, store: SwitchStore) -> TerminalAnswer | Ignored:
         """The issuer did not answer ``txn_id`` in time (or its link went down)."""
         txn = store.txn(txn_id)
         if txn is None:
-            return None
+            return Ignored("no such transaction", txn_id)
         if txn.state is TxnState.FORWARDED:
             store.set_state(txn.id, txn.state, now_ms, response_code=rc.ISSUER_TIMEOUT)
             self._queue_reversal(txn, TxnState.TIMED_OUT, now_ms, store)
             store.log_event(now_ms, "switch.timed_out", txn.id, {})
-        if txn.state in (TxnState.FORWARDED, TxnState.REVERSAL_PENDING):
-            return self._answer_waiters(txn, now_ms, store)
-        return None
+        # Whatever the state now (the terminal or the queue may have reversed it meanwhile),
+        # requests still waiting on it get its answer: the stored one, or 98.
+        return self._answer_waiters(txn, now_ms, store)
 
     def recover(self, now_ms: int, store: SwitchStore) -> list[int]:
-        """On start: every transaction forwarded and never finished gets its reversal queued."""
-        unfinished = store.txns_in_state([TxnState.FORWARDED])
+        """On start: finish every transaction a stopped switch left waiting on an issuer.
+
+        Forwarded ones get their reversal queued (as on a timeout); ones the terminal reversed
+        while in flight get the 98 their repeats will be answered with.
+        """
+        unfinished = store.unanswered_forwards()
         for txn in unfinished:
             self.timed_out(txn.id, now_ms, store)
         return [txn.id for txn in unfinished]

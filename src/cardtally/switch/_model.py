@@ -34,7 +34,8 @@ class TxnState(enum.StrEnum):
 
     ``received -> forwarded -> approved | declined``; ``forwarded -> timed_out`` (answered 98,
     reversal queued) ``-> reversed``; ``approved -> reversal_pending -> reversed`` (the terminal
-    or the switch asked to undo it); ``refused``: answered by the switch itself, never forwarded.
+    or the switch asked to undo it); ``refused``: answered by the switch itself, never forwarded;
+    ``reversal_refused``: the issuer acknowledged the reversal advice but declined to undo.
     """
 
     RECEIVED = "received"
@@ -45,6 +46,7 @@ class TxnState(enum.StrEnum):
     TIMED_OUT = "timed_out"
     REVERSAL_PENDING = "reversal_pending"
     REVERSED = "reversed"
+    REVERSAL_REFUSED = "reversal_refused"
 
 
 #: States in which the issuer may hold money for the transaction that nobody has undone.

@@ -124,6 +124,8 @@ class SwitchStore(Protocol):
     def txn(self, txn_id: int) -> Txn | None: ...
     def txn_by_issuer_key(self, issuer_stan: str, transmitted: str) -> Txn | None: ...
     def txn_by_terminal_key(self, terminal_id: str, batch_no: int, stan: str) -> Txn | None: ...
+    def reversed_before(self, terminal_id: str, batch_no: int, stan: str) -> bool: ...
+    def unanswered_forwards(self) -> list[Txn]: ...
     def forwarded(self, txn_id: int, forwarding: Forwarding, at_ms: int) -> None: ...
     def set_state(
         self,
@@ -323,6 +325,10 @@ class SqlSwitchStore:
         return TerminalKeys(master_key=master, working=working)
 
     def sign_on(self, terminal_id: str, keys: WorkingKeys, at_ms: int) -> None:
+        # Forget this terminal's cached keys: two sign-ons in one millisecond share the key
+        # the cache would find them under.
+        for cached in [k for k in self._cache.working if k[0] == terminal_id]:
+            del self._cache.working[cached]
         self._conn.execute(
             sa.update(terminal_table)
             .where(terminal_table.c.terminal_id == terminal_id)
@@ -503,6 +509,41 @@ class SqlSwitchStore:
             .first()
         )
         return None if row is None else _txn(row)
+
+    def unanswered_forwards(self) -> list[Txn]:
+        """Forwarded transactions whose terminal request has no stored answer (start-up)."""
+        answered = sa.exists().where(response_table.c.key == txn_table.c.request_key)
+        rows = self._conn.execute(
+            sa.select(txn_table)
+            .where(
+                txn_table.c.state.in_(
+                    [
+                        TxnState.FORWARDED.value,
+                        TxnState.REVERSAL_PENDING.value,
+                        TxnState.REVERSED.value,
+                        TxnState.REVERSAL_REFUSED.value,
+                    ]
+                ),
+                txn_table.c.forwarded_mti.is_not(None),
+                ~answered,
+            )
+            .order_by(txn_table.c.id)
+        ).mappings()
+        return [_txn(row) for row in rows]
+
+    def reversed_before(self, terminal_id: str, batch_no: int, stan: str) -> bool:
+        """Whether the terminal already sent a reversal for this batch and STAN."""
+        found = self._conn.execute(
+            sa.select(txn_table.c.id)
+            .where(
+                txn_table.c.terminal_id == terminal_id,
+                txn_table.c.batch_no == batch_no,
+                txn_table.c.stan == stan,
+                txn_table.c.kind == TxnKind.REVERSAL.value,
+            )
+            .limit(1)
+        ).first()
+        return found is not None
 
     def forwarded(self, txn_id: int, forwarding: Forwarding, at_ms: int) -> None:
         self._conn.execute(

@@ -28,7 +28,7 @@ _APPEND_ONLY = ("switch_request", "switch_response", "switch_upload")
 _KINDS = "'sale', 'balance', 'void', 'refund', 'preauth', 'completion', 'reversal'"
 _STATES = (
     "'received', 'forwarded', 'approved', 'declined', 'refused', 'timed_out', "
-    "'reversal_pending', 'reversed'"
+    "'reversal_pending', 'reversed', 'reversal_refused'"
 )
 _ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
