@@ -49,7 +49,13 @@ from tests.issuer.messages import EXPIRY, pan
 
 from cardtally.config import load_config, resolve_database_url
 from cardtally.runtime import SyncFrameClient
-from cardtally.security import MacAlgorithm, WorkingKeys, decode_signon_keys, message_mac_ok
+from cardtally.security import (
+    MacAlgorithm,
+    WorkingKeys,
+    decode_signon_keys,
+    load_data_keys,
+    message_mac_ok,
+)
 from cardtally.storage import transaction
 from cardtally.switch._database import open_switch_database
 from cardtally.switch._registry import add_issuer_link, add_merchant, add_terminal
@@ -84,8 +90,6 @@ def register(home: Path, issuer_port: int, terminals: int) -> dict[str, bytes]:
     config = load_config(home)
     now_ms = time.time_ns() // 1_000_000
     engine = open_switch_database(resolve_database_url(home, config.switch.database), now_ms)
-    from cardtally.security import load_data_keys  # noqa: PLC0415
-
     data_keys = load_data_keys(home)
     masters = {}
     try:
@@ -169,7 +173,7 @@ def one_run(args: argparse.Namespace) -> RunResult:
             masters = register(home, issuer.port, args.terminals)
             switch = Host(home, tmp / "switch.stderr", ("switch", "serve", "--port", "0"))
             try:
-                results, keys = drive_terminals(switch.port, masters, cards, args)
+                results = drive_terminals(switch.port, masters, cards, args)
             finally:
                 switch.stop()
         finally:
@@ -179,7 +183,6 @@ def one_run(args: argparse.Namespace) -> RunResult:
             raise BenchError(f"ledger verify failed:\n{verified.stdout}{verified.stderr}")
     latencies = [lat for r in results for lat in r[1]]
     elapsed_s = max(r[3] for r in results) - min(r[2] for r in results)
-    del keys
     return RunResult(
         args.sales / elapsed_s,
         percentile(latencies, 0.50) * 1000,
@@ -189,7 +192,7 @@ def one_run(args: argparse.Namespace) -> RunResult:
 
 def drive_terminals(
     port: int, masters: dict[str, bytes], cards: list[str], args: argparse.Namespace
-) -> tuple[list[tuple[list[bytes], list[float], float, float]], list[WorkingKeys]]:
+) -> list[tuple[list[bytes], list[float], float, float]]:
     tids = sorted(masters)
     keys = [signed_on(port, tid, masters[tid]) for tid in tids]
     per_terminal = [
@@ -217,7 +220,7 @@ def drive_terminals(
     done = [r for r in results if r is not None]
     for bodies, result, key in zip(per_terminal, done, keys, strict=True):
         check(bodies, result[0], key)
-    return done, keys
+    return done
 
 
 def main() -> None:

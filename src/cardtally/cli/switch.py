@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -49,9 +49,9 @@ from cardtally.switch._registry import (
     set_terminal_status,
     txn_log,
 )
+from cardtally.wire import LOCAL_TIME
 
 #: Times are shown in China Standard Time, as on receipts (fixed +08:00, no tzdata needed).
-_CST: Final = timezone(timedelta(hours=8), "CST")
 _MASTER_KEY_HEX_DIGITS: Final = 32
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _PIPE_WIDTH: Final = 240
@@ -109,7 +109,11 @@ def _config(ctx: typer.Context) -> Config:
 def _cst(at_ms: int | None) -> str:
     if at_ms is None:
         return "-"
-    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(_CST).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        datetime.fromtimestamp(at_ms / 1000, UTC)
+        .astimezone(LOCAL_TIME)
+        .strftime("%Y-%m-%d %H:%M:%S")
+    )
 
 
 def _duration(ms: int) -> str:

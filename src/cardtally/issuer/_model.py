@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final
+
+from cardtally.wire import DEBIT_KINDS, TxnKind
 
 
 class CardKind(enum.StrEnum):
@@ -16,22 +17,6 @@ class CardStatus(enum.StrEnum):
     ACTIVE = "active"
     BLOCKED = "blocked"
     LOST = "lost"
-
-
-class TxnKind(enum.StrEnum):
-    """What a request asked for, as the issuer classified it."""
-
-    SALE = "sale"
-    BALANCE = "balance"
-    VOID = "void"
-    REFUND = "refund"
-    PREAUTH = "preauth"
-    COMPLETION = "completion"
-    REVERSAL = "reversal"
-
-
-#: Kinds whose approval takes money from the cardholder.
-DEBIT_KINDS: Final = frozenset({TxnKind.SALE, TxnKind.COMPLETION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +87,14 @@ class StoredResponse:
     mti: str
     fields: dict[int, str]
     at_ms: int
+
+
+__all__ = [
+    "DEBIT_KINDS",
+    "Card",
+    "CardKind",
+    "CardStatus",
+    "StoredResponse",
+    "TxnKind",
+    "TxnRecord",
+]

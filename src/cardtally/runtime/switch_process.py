@@ -46,7 +46,7 @@ from cardtally.switch import (
 from cardtally.switch._database import open_switch_database
 from cardtally.switch._registry import list_issuer_links, queue_status
 from cardtally.switch._service import SWITCH_COUNTERS, Committed, IssuerEvent, SwitchService
-from cardtally.wire import LinkProfile, Message, Tpdu, encode_message
+from cardtally.wire import LinkProfile, Message, Tpdu, encode_message, transmission_time
 
 #: How often the advice queue is looked at; a due advice waits at most this long.
 ADVICE_PUMP_MS: Final = 250
@@ -186,7 +186,7 @@ class SwitchShell:
     def _echo_message(self) -> bytes:
         now_ms = wall_clock_ms()
         fields = {
-            7: time.strftime("%m%d%H%M%S", time.gmtime(now_ms / 1000)),
+            7: transmission_time(now_ms),
             11: f"{now_ms // 1000 % 1_000_000:06d}",
             32: self._config.acquirer_id,
             60: "00000000301",

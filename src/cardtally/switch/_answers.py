@@ -12,7 +12,7 @@ from typing import Final
 from cardtally.security import sign_message
 from cardtally.switch._model import Terminal, TerminalKeys
 from cardtally.switch._request import host_time_fields
-from cardtally.wire import Message, encode_message, response_mti
+from cardtally.wire import ECHOED_FIELDS, Message, encode_message, response_mti
 
 #: Messages that carry a MAC between terminal and switch (wire profile section 7).
 MACED_MTIS: Final = frozenset({"0100", "0200", "0220", "0320", "0400", "0500"})
@@ -28,13 +28,8 @@ def answer_fields(
     return fields
 
 
-#: What an answer echoes of its request (wire profile section 6): the fields the terminal
-#: matches on, never card data, PIN blocks or the MAC.
-ECHOED: Final = (3, 4, 11, 41, 42, 49, 60)
-
-
 def echo_of(request: Message) -> dict[int, str]:
-    return {n: v for n, v in request.fields.items() if n in ECHOED}
+    return {n: v for n, v in request.fields.items() if n in ECHOED_FIELDS}
 
 
 def encode_answer(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Final
 
 from cardtally.security import encode_signon_keys, generate_working_keys
-from cardtally.switch._answers import answer_fields, encode_answer
+from cardtally.switch._answers import encode_answer
 from cardtally.switch._context import RequestContext, answer_logged, refuse
 from cardtally.switch._effects import Answer
 from cardtally.switch._model import CREDIT_KINDS, DEBIT_KINDS, BatchTotals, Txn, TxnState, rrn_of
-from cardtally.switch._request import content_digest, host_time_fields, network_code
+from cardtally.switch._request import host_time_fields, network_code
 from cardtally.switch._store import BatchRecord, StoredRequest, SwitchStore
 from cardtally.wire import _codes as rc
+from cardtally.wire import content_digest
 
 _SIGN_ON: Final = "003"
 _ECHO: Final = "301"
@@ -121,6 +122,3 @@ def _difference(amount: str | None, ours: Txn | None) -> str:
     if int(amount or 0) != ours.amount_minor:
         return f"amount: terminal {int(amount or 0)}, switch {ours.amount_minor}"
     return ""
-
-
-__all__ = ["answer_fields", "network_management", "settlement", "totals_of", "upload"]

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from cardtally.switch._answers import answer_fields, echo_of, encode_answer
 from cardtally.switch._effects import Answer
 from cardtally.switch._model import Terminal, TerminalKeys, Txn, TxnKind, TxnState
-from cardtally.switch._request import content_digest
 from cardtally.switch._store import NewTxn, StoredRequest, SwitchStore
-from cardtally.wire import Message, Pan, encode_message, response_mti
+from cardtally.wire import Message, Pan, content_digest, encode_message, response_mti
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,6 @@ from cardtally.switch._model import (
 from cardtally.switch._request import (
     MANDATORY,
     batch_of,
-    classify,
-    content_digest,
     local_date,
     missing_fields,
     request_key,
@@ -67,6 +65,8 @@ from cardtally.wire import (
     Message,
     Pan,
     PanError,
+    classify,
+    content_digest,
     decode_message,
     encode_message,
     is_request,

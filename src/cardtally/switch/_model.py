@@ -8,6 +8,9 @@ from typing import Final
 
 from cardtally.security import MacAlgorithm, WorkingKeys, kcv_hex
 
+# Kinds are the wire's, the same as at the issuer; re-exported for the switch's modules.
+from cardtally.wire import DEBIT_KINDS, TxnKind
+
 
 class SettlementCycle(enum.StrEnum):
     D0 = "d0"  # paid at the day end of the day of the sale
@@ -17,16 +20,6 @@ class SettlementCycle(enum.StrEnum):
 class TerminalStatus(enum.StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
-
-
-class TxnKind(enum.StrEnum):
-    SALE = "sale"
-    BALANCE = "balance"
-    VOID = "void"
-    REFUND = "refund"
-    PREAUTH = "preauth"
-    COMPLETION = "completion"
-    REVERSAL = "reversal"
 
 
 class TxnState(enum.StrEnum):
@@ -51,16 +44,11 @@ class TxnState(enum.StrEnum):
 
 #: States in which the issuer may hold money for the transaction that nobody has undone.
 MAYBE_IN_EFFECT: Final = frozenset({TxnState.FORWARDED, TxnState.APPROVED})
-#: States in which the switch already owns (or finished) the undoing.
-UNDONE_OR_OWED: Final = frozenset(
-    {TxnState.TIMED_OUT, TxnState.REVERSAL_PENDING, TxnState.REVERSED}
-)
 #: Kinds that move money and so can be reversed.
 REVERSIBLE: Final = frozenset(
     {TxnKind.SALE, TxnKind.VOID, TxnKind.PREAUTH, TxnKind.COMPLETION, TxnKind.REFUND}
 )
-#: Kinds counted as debits / credits in a batch's settlement totals (field 48).
-DEBIT_KINDS: Final = frozenset({TxnKind.SALE, TxnKind.COMPLETION})
+#: Kinds counted as credits in a batch's settlement totals (field 48); debits are DEBIT_KINDS.
 CREDIT_KINDS: Final = frozenset({TxnKind.VOID, TxnKind.REFUND})
 
 
@@ -188,3 +176,24 @@ class BatchTotals:
             f"{self.debit_minor:012d}{self.debit_count:03d}"
             f"{self.credit_minor:012d}{self.credit_count:03d}{result}"
         )
+
+
+__all__ = [
+    "CREDIT_KINDS",
+    "DEBIT_KINDS",
+    "MAYBE_IN_EFFECT",
+    "REVERSIBLE",
+    "Advice",
+    "BatchTotals",
+    "IssuerRoute",
+    "Merchant",
+    "SettlementCycle",
+    "Terminal",
+    "TerminalKeys",
+    "TerminalStatus",
+    "Txn",
+    "TxnKind",
+    "TxnState",
+    "rrn_of",
+    "txn_id_of",
+]

@@ -1,20 +1,13 @@
-"""How the switch reads a terminal request: kind, key, digest, batch, and what it must carry."""
+"""How the switch reads a terminal request: its key, its batch, and what it must carry.
+
+Kind and content digest are the wire's (``cardtally.wire``), the same as at the issuer.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
-from cardtally.switch._model import TxnKind
-from cardtally.wire import Message, original_of
-
-#: The network's local time (China Standard Time), as at the issuer.
-LOCAL_TIME: Final = timezone(timedelta(hours=8), "CST")
-
-#: MACs are link security, not content: a repeat re-signed under new keys is the same request.
-_NOT_CONTENT: Final = frozenset({64, 128})
+from cardtally.wire import LocalTime, Message, TxnKind, classify, original_of
 
 #: Fields a request must carry for the switch to act on it, by MTI. Everything else in the
 #: wire profile's table (12, 13, 22, 25, 60 and the conditional fields) is optional on input,
@@ -30,26 +23,6 @@ MANDATORY: Final[dict[str, tuple[int, ...]]] = {
 }
 #: A 0200 that moves money also needs its amount and currency (a balance inquiry has neither).
 MONEY_FIELDS: Final = (4, 49)
-
-_KINDS: Final = {
-    ("0100", "03"): TxnKind.PREAUTH,
-    ("0200", "00"): TxnKind.SALE,
-    ("0200", "31"): TxnKind.BALANCE,
-    ("0200", "20"): TxnKind.VOID,
-    ("0220", "20"): TxnKind.REFUND,
-}
-_COMPLETION: Final = "20"
-
-
-def classify(message: Message) -> TxnKind | None:
-    """The kind of a financial request, or None for one the switch does not serve (12)."""
-    mti = original_of(message.mti)
-    if mti == "0400":
-        return TxnKind.REVERSAL
-    kind = _KINDS.get((mti, (message.processing_code or "")[:2]))
-    if kind is TxnKind.SALE and (message.get(60) or "")[:2] == _COMPLETION:
-        return TxnKind.COMPLETION
-    return kind
 
 
 def missing_fields(message: Message) -> list[int]:
@@ -86,27 +59,11 @@ def request_key(message: Message, batch_no: int, local_date: str) -> str:
     return "|".join(parts)
 
 
-def content_digest(message: Message) -> str:
-    """SHA-256 of what the request says, so a same-key request saying else is caught (94)."""
-    content = {str(n): v for n, v in message.fields.items() if n not in _NOT_CONTENT}
-    canonical = json.dumps([original_of(message.mti), content], sort_keys=True)
-    return hashlib.sha256(canonical.encode("ascii", "backslashreplace")).hexdigest()
-
-
 def local_date(at_ms: int) -> str:
-    return _local(at_ms).strftime("%Y%m%d")
+    return LocalTime.of(at_ms).date
 
 
 def host_time_fields(at_ms: int) -> dict[int, str]:
     """Fields 12 and 13 of an answer: the host's local time and date."""
-    moment = _local(at_ms)
-    return {12: moment.strftime("%H%M%S"), 13: moment.strftime("%m%d")}
-
-
-def transmission_time(at_ms: int) -> str:
-    """Field 7: MMDDhhmmss in UTC (ISO 8583 transmission date and time is GMT)."""
-    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%m%d%H%M%S")
-
-
-def _local(at_ms: int) -> datetime:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
+    now = LocalTime.of(at_ms)
+    return {12: now.hhmmss, 13: now.mmdd}

@@ -460,12 +460,13 @@ class SqlSwitchStore:
             "received_at_ms": txn.at_ms,
             "updated_at_ms": txn.at_ms,
         }
-        txn_id = self._conn.execute(
-            sa.insert(txn_table).values(values).returning(txn_table.c.id)
-        ).scalar_one()
-        created = self.txn(int(txn_id))
-        assert created is not None
-        return created
+        # The row as stored (id assigned) in the same statement: no read-back on the hot path.
+        row = (
+            self._conn.execute(sa.insert(txn_table).values(values).returning(*txn_table.c))
+            .mappings()
+            .one()
+        )
+        return _txn(row)
 
     def txn(self, txn_id: int) -> Txn | None:
         row = (

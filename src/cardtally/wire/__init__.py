@@ -30,8 +30,10 @@ from cardtally.wire._framing import (
     decode_framed,
     encode_frame,
 )
-from cardtally.wire._message import Message, pad_merchant_id, pad_terminal_id
+from cardtally.wire._kinds import DEBIT_KINDS, TxnKind, classify, content_digest
+from cardtally.wire._message import ECHOED_FIELDS, Message, pad_merchant_id, pad_terminal_id
 from cardtally.wire._mti import describe_mti, is_repeat, is_request, original_of, response_mti
+from cardtally.wire._network_time import LOCAL_TIME, LocalTime, transmission_time
 from cardtally.wire._pan import (
     Pan,
     PanError,
@@ -44,10 +46,13 @@ from cardtally.wire._spec import DEFINED_FIELDS, KNOWN_MTIS, SPEC
 
 __all__ = [
     "APP_HEADER_BYTES",
+    "DEBIT_KINDS",
     "DEFINED_FIELDS",
+    "ECHOED_FIELDS",
     "FRAME_BYTES_MAX_DEFAULT",
     "KNOWN_MTIS",
     "LENGTH_PREFIX_BYTES",
+    "LOCAL_TIME",
     "RESPONSE_CODES",
     "SPEC",
     "TPDU_BYTES",
@@ -58,12 +63,16 @@ __all__ = [
     "FrameDecoder",
     "FrameTooLargeError",
     "LinkProfile",
+    "LocalTime",
     "Message",
     "Pan",
     "PanError",
     "ResponseCode",
     "Tpdu",
+    "TxnKind",
     "WireError",
+    "classify",
+    "content_digest",
     "decode_frame",
     "decode_framed",
     "decode_message",
@@ -84,4 +93,5 @@ __all__ = [
     "pad_terminal_id",
     "response_mti",
     "split_mac",
+    "transmission_time",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 from cardtally.money import Money
 from cardtally.wire._mti import response_mti
@@ -72,7 +73,7 @@ class Message:
         the MAC never travel back. The responder adds RRN, auth code and its own
         MAC as the message needs.
         """
-        echoed = {n: v for n, v in self.fields.items() if n in _ECHOED}
+        echoed = {n: v for n, v in self.fields.items() if n in ECHOED_FIELDS}
         echoed[39] = response_code
         return Message(response_mti(self.mti), echoed).with_fields(changes)
 
@@ -138,7 +139,9 @@ class Message:
         return f"Message(mti={self.mti!r}, fields={shown!r})"
 
 
-_ECHOED = frozenset({3, 4, 11, 41, 42, 49, 60})
+#: What an answer echoes of its request (wire profile section 6): the fields the requester
+#: matches on, never card data, PIN blocks or the MAC.
+ECHOED_FIELDS: Final = frozenset({3, 4, 11, 41, 42, 49, 60})
 
 
 def _hex_field(message: Message, number: int) -> bytes | None:

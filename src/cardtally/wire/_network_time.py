@@ -1,0 +1,38 @@
+"""The network's clocks: local time (fields 12, 13, business days) and transmission time (7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Final
+
+#: The network's local time (China Standard Time): business days, limits and fields 12/13
+#: follow it. A fixed offset, so no time-zone database is needed.
+LOCAL_TIME: Final = timezone(timedelta(hours=8), "CST")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTime:
+    """``at_ms`` on the network's local clock, in the forms the messages and records use."""
+
+    at_ms: int
+    date: str  # YYYYMMDD, the business day
+    mmdd: str  # field 13
+    hhmmss: str  # field 12
+    yymm: str  # compared with card expiry dates
+
+    @classmethod
+    def of(cls, at_ms: int) -> LocalTime:
+        moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
+        return cls(
+            at_ms=at_ms,
+            date=moment.strftime("%Y%m%d"),
+            mmdd=moment.strftime("%m%d"),
+            hhmmss=moment.strftime("%H%M%S"),
+            yymm=moment.strftime("%y%m"),
+        )
+
+
+def transmission_time(at_ms: int) -> str:
+    """Field 7: MMDDhhmmss in UTC (ISO 8583 transmission date and time is GMT)."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%m%d%H%M%S")
