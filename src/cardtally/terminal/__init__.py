@@ -1,9 +1,55 @@
-"""The POS terminal. So far: its requests, built as the wire profile lays them out."""
+"""The POS terminal: a sans-I/O core over a journal, its requests, receipts and slips.
 
+A shell drives it: ``step = core.start(command, now_ms)``; while the step is a
+:class:`Send`, deliver its body and feed back :class:`Answer` or :class:`NoAnswer`
+with ``core.on_event``; a :class:`Wait` means keep waiting until the same deadline;
+:class:`Done` carries the :class:`Outcome` (screen text, slips, status).
+"""
+
+from cardtally.terminal._commands import (
+    Balance,
+    Command,
+    Complete,
+    Detail,
+    Outcome,
+    PreAuth,
+    Refund,
+    Reprint,
+    Sale,
+    Settle,
+    SignOn,
+    Status,
+    Tamper,
+    Unlock,
+    Void,
+)
+from cardtally.terminal._core import (
+    AUTO_REVERSAL_FAILED,
+    AUTO_REVERSAL_OK,
+    TIMEOUT_MS_DEFAULT,
+    Answer,
+    Done,
+    NoAnswer,
+    Send,
+    Step,
+    TerminalCore,
+    Wait,
+)
+from cardtally.terminal._errors import TerminalError
+from cardtally.terminal._journal import Journal, installed_terminals, journal_path
+from cardtally.terminal._model import (
+    REVERSAL_TRIES_MAX,
+    BatchTotals,
+    JournalTxn,
+    PendingReversal,
+    ProtectionState,
+    TxnState,
+)
 from cardtally.terminal._requests import (
     Card,
     TerminalIdentity,
     balance_inquiry,
+    completion,
     echo_test,
     preauth,
     refund,
@@ -16,10 +62,46 @@ from cardtally.terminal._requests import (
 )
 
 __all__ = [
+    "AUTO_REVERSAL_FAILED",
+    "AUTO_REVERSAL_OK",
+    "REVERSAL_TRIES_MAX",
+    "TIMEOUT_MS_DEFAULT",
+    "Answer",
+    "Balance",
+    "BatchTotals",
     "Card",
+    "Command",
+    "Complete",
+    "Detail",
+    "Done",
+    "Journal",
+    "JournalTxn",
+    "NoAnswer",
+    "Outcome",
+    "PendingReversal",
+    "PreAuth",
+    "ProtectionState",
+    "Refund",
+    "Reprint",
+    "Sale",
+    "Send",
+    "Settle",
+    "SignOn",
+    "Status",
+    "Step",
+    "Tamper",
+    "TerminalCore",
+    "TerminalError",
     "TerminalIdentity",
+    "TxnState",
+    "Unlock",
+    "Void",
+    "Wait",
     "balance_inquiry",
+    "completion",
     "echo_test",
+    "installed_terminals",
+    "journal_path",
     "preauth",
     "refund",
     "reversal_of",

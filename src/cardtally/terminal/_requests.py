@@ -141,6 +141,71 @@ def preauth(
     return Message("0100", fields)
 
 
+def completion(
+    who: TerminalIdentity,
+    stan: int,
+    batch_no: int,
+    *,
+    card: Card,
+    amount_minor: int,
+    auth_code: str,
+    original_61: str,
+    pin_key: bytes | None = None,
+) -> Message:
+    """Completion of a pre-authorisation: its auth code in 38, its batch/STAN/date in 61."""
+    fields = _base(who, stan, f"20{batch_no:06d}000") | _card_fields(card, pin_key, preauth=True)
+    fields |= {
+        3: "000000",
+        4: f"{amount_minor:012d}",
+        38: auth_code,
+        49: who.currency,
+        61: original_61,
+    }
+    return Message("0200", fields)
+
+
+def original_data(batch_no: int, stan: int, mmdd: str) -> str:
+    """Field 61: the original's batch, voucher (STAN) and local date (wire profile 5.2)."""
+    return f"{batch_no:06d}{stan:06d}{mmdd}"
+
+
+def upload_record(
+    who: TerminalIdentity,
+    batch_no: int,
+    *,
+    pan: Pan,
+    request: dict[int, str],
+    rrn: str,
+    auth_code: str | None,
+    host_mmdd: str,
+    host_hhmmss: str,
+) -> Message:
+    """One transaction of the batch for the batch upload (0320, 60.3 = 202, its own STAN)."""
+    fields = {
+        2: pan.reveal(),
+        3: request[3],
+        4: request[4],
+        11: request[11],
+        12: host_hhmmss,
+        13: host_mmdd,
+        37: rrn,
+        41: pad_terminal_id(who.terminal_id),
+        42: pad_merchant_id(who.merchant_id),
+        49: request.get(49, who.currency),
+        60: f"00{batch_no:06d}202",
+    }
+    if auth_code:
+        fields[38] = auth_code
+    return Message("0320", fields)
+
+
+def upload_closing(who: TerminalIdentity, stan: int, batch_no: int, count: int) -> Message:
+    """The closing message of a batch upload: how many records went (0320, 60.3 = 207)."""
+    fields = _base(who, stan, f"00{batch_no:06d}207") | {48: f"{count:04d}"}
+    del fields[63]
+    return Message("0320", fields)
+
+
 _REVERSAL_COPIES: Final = (2, 3, 4, 11, 14, 22, 25, 41, 42, 49, 60, 61)
 
 
