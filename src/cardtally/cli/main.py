@@ -17,6 +17,7 @@ from cardtally.cli import home as home_cli
 from cardtally.cli import issuer as issuer_cli
 from cardtally.cli import ledger as ledger_cli
 from cardtally.cli import switch as switch_cli
+from cardtally.cli import terminal as terminal_cli
 from cardtally.cli import wire as wire_cli
 from cardtally.cli._output import EXIT_INTERNAL, EXIT_USAGE, err
 from cardtally.cli._state import CliState
@@ -28,6 +29,7 @@ from cardtally.notices import NoticeError
 from cardtally.security import SecurityError
 from cardtally.storage import StorageError
 from cardtally.switch._errors import RegistryError, SwitchError
+from cardtally.terminal import TerminalError
 from cardtally.wire import WireError
 
 app = typer.Typer(
@@ -45,6 +47,7 @@ app.add_typer(wire_cli.app, name="wire")
 app.add_typer(home_cli.config_app, name="config")
 app.add_typer(issuer_cli.app, name="issuer")
 app.add_typer(switch_cli.app, name="switch")
+app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(ledger_cli.app, name="ledger")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
@@ -91,6 +94,7 @@ USER_ERRORS = (
     MoneyError,
     RegistryError,
     SwitchError,
+    TerminalError,
 )
 
 

@@ -190,7 +190,12 @@ class TerminalCore:
 
     def _outcome(self, status: Status, *lines: str, **extra: object) -> Outcome:
         self._say(*lines)
-        return Outcome(status, tuple(self._screen), **extra)  # type: ignore[arg-type]
+        auto = None
+        if AUTO_REVERSAL_OK in self._screen:
+            auto = "successful"
+        elif AUTO_REVERSAL_FAILED in self._screen:
+            auto = "unsuccessful"
+        return Outcome(status, tuple(self._screen), auto_reversal=auto, **extra)  # type: ignore[arg-type]
 
     def _header(self, profile: Profile) -> SlipHeader:
         return SlipHeader(
