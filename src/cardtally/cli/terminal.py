@@ -48,6 +48,7 @@ from cardtally.terminal import (
     installed_terminals,
     journal_path,
 )
+from cardtally.terminal._journal import require_installed
 from cardtally.terminal._passwords import check_password_text
 from cardtally.wire import LOCAL_TIME, Pan, PanError
 
@@ -139,6 +140,7 @@ AdminOpt = Annotated[
 @contextmanager
 def _journal(ctx: typer.Context, terminal_id: str) -> Iterator[Journal]:
     home = state_of(ctx).home
+    require_installed(home, terminal_id)  # before the keys: "unknown terminal" says more
     journal = Journal.open(home, terminal_id, load_data_keys(home))
     try:
         yield journal

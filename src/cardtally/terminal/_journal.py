@@ -165,6 +165,18 @@ def installed_terminals(home: Path) -> list[str]:
     return sorted(p.name.removesuffix(JOURNAL_SUFFIX) for p in folder.glob(f"*{JOURNAL_SUFFIX}"))
 
 
+def require_installed(home: Path, terminal_id: str) -> Path:
+    """The journal's path; a clear error naming the installed terminals if there is none."""
+    path = journal_path(home, terminal_id)
+    if not path.is_file():
+        known = ", ".join(installed_terminals(home)) or "none"
+        raise TerminalError(
+            f"unknown terminal {terminal_id!r} in this home (installed: {known}); "
+            f"install it with: cardtally terminal install --terminal {terminal_id} ..."
+        )
+    return path
+
+
 def _next_stan(stan: int) -> int:
     return 1 if stan >= STAN_MAX else stan + 1
 
@@ -181,13 +193,7 @@ class Journal:
 
     @classmethod
     def open(cls, home: Path, terminal_id: str, data_keys: DataKeys) -> Journal:
-        path = journal_path(home, terminal_id)
-        if not path.is_file():
-            known = ", ".join(installed_terminals(home)) or "none"
-            raise TerminalError(
-                f"unknown terminal {terminal_id!r} in this home (installed: {known}); "
-                f"install it with: cardtally terminal install --terminal {terminal_id} ..."
-            )
+        path = require_installed(home, terminal_id)
         engine = open_engine(sqlite_url(path))
         check_reachable(engine)
         if not is_up_to_date(engine, TREE):

@@ -1,0 +1,251 @@
+"""A frame-aware TCP fault proxy between a terminal and the switch, for tests.
+
+It listens on 127.0.0.1 (a free port) and, for each client connection, opens one upstream
+connection to the switch and forwards whole frames (2-byte big-endian length, TPDU, ISO
+8583 message) both ways. The test thread sets rules that swallow frames by MTI:
+
+- :meth:`FaultProxy.drop_requests` swallows the next ``count`` terminal -> switch frames
+  whose MTI starts with a prefix (the switch never sees them);
+- :meth:`FaultProxy.drop_answers` swallows the next ``count`` switch -> terminal frames
+  whose MTI starts with a prefix (the switch did the work; the terminal never hears of it);
+- :meth:`FaultProxy.hold_answers` swallows every answer until :meth:`FaultProxy.release_answers`.
+
+It records the MTI of every frame it saw in each direction (swallowed ones included), so a
+test can say what reached the proxy and in which order.
+
+One thread accepts; one thread per connection pumps both sockets with ``select``. Every loop
+wakes at least every :data:`POLL_S` to notice :meth:`FaultProxy.close`, which stops and joins
+all of them (bounded) and closes every socket it opened.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from cardtally.wire import TPDU_BYTES, FrameDecoder, WireError, decode_message
+
+HOST: Final = "127.0.0.1"
+POLL_S: Final = 0.05
+CONNECT_TIMEOUT_S: Final = 5.0
+JOIN_TIMEOUT_S: Final = 5.0
+_READ_BYTES: Final = 65_536
+#: The MTI recorded for a frame whose message does not decode.
+UNDECODABLE: Final = "????"
+
+TO_SWITCH: Final = "request"
+TO_TERMINAL: Final = "answer"
+
+
+@dataclass
+class _Rule:
+    mti_prefix: str
+    left: int
+
+
+def _mti_of(body: bytes) -> str:
+    try:
+        return decode_message(body[TPDU_BYTES:]).mti
+    except (WireError, ValueError):
+        return UNDECODABLE
+
+
+class FaultProxy:
+    """See the module docstring. Use as a context manager; :attr:`port` is where to connect."""
+
+    def __init__(self, upstream_port: int, upstream_host: str = HOST) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._drop_requests: list[_Rule] = []
+        self._drop_answers: list[_Rule] = []
+        self._holding = False
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._errors: list[str] = []
+        #: MTIs of terminal -> switch frames, in arrival order (swallowed ones included).
+        self.seen_requests: list[str] = []
+        #: MTIs of switch -> terminal frames, in arrival order (swallowed ones included).
+        self.seen_answers: list[str] = []
+        #: (direction, MTI) of every frame swallowed, in order.
+        self.dropped: list[tuple[str, str]] = []
+        self.connections = 0
+        self.port = 0
+
+    # -- life --------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(16)
+        listener.settimeout(POLL_S)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._spawn(self._accept_loop, "proxy-accept")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close(check=exc is None)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def close(self, *, check: bool = True) -> None:
+        """Stop accepting and pumping, join every thread (bounded), close every socket.
+
+        With ``check``, fail if a thread outlived its bound or a pump met a broken frame.
+        """
+        self._stop.set()
+        for thread in list(self._threads):
+            thread.join(JOIN_TIMEOUT_S)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if check:
+            assert not alive, f"proxy threads did not stop: {alive}"
+            assert not self._errors, f"proxy errors: {self._errors}"
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # -- rules, set from the test thread ---------------------------------------------------
+
+    def drop_requests(self, mti_prefix: str, count: int = 1) -> None:
+        """Swallow the next ``count`` terminal -> switch frames whose MTI starts so."""
+        assert count > 0
+        with self._lock:
+            self._drop_requests.append(_Rule(mti_prefix, count))
+
+    def drop_answers(self, mti_prefix: str, count: int = 1) -> None:
+        """Swallow the next ``count`` switch -> terminal frames whose MTI starts so."""
+        assert count > 0
+        with self._lock:
+            self._drop_answers.append(_Rule(mti_prefix, count))
+
+    def hold_answers(self) -> None:
+        """Swallow every switch -> terminal frame until :meth:`release_answers`."""
+        with self._lock:
+            self._holding = True
+
+    def release_answers(self) -> None:
+        with self._lock:
+            self._holding = False
+
+    def clear_rules(self) -> None:
+        with self._lock:
+            self._drop_requests.clear()
+            self._drop_answers.clear()
+            self._holding = False
+
+    def pending_drops(self) -> int:
+        """Frames the drop rules still mean to swallow."""
+        with self._lock:
+            return sum(r.left for r in (*self._drop_requests, *self._drop_answers))
+
+    # -- what it saw -------------------------------------------------------------------------
+
+    def wait_for_request(self, mti: str, timeout_s: float, count: int = 1) -> None:
+        """Wait (bounded) until ``count`` terminal -> switch frames with ``mti`` were seen."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self.seen_requests.count(mti) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"proxy saw no {mti} x{count} within {timeout_s} s: {self.seen_requests}"
+                    )
+                self._lock.wait(min(left, POLL_S))
+
+    def requests_since(self, start: int) -> list[str]:
+        with self._lock:
+            return self.seen_requests[start:]
+
+    # -- the threads -------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if not self._stop.is_set():
+                    self._errors.append(f"accept: {exc}")
+                return
+            client.setblocking(True)
+            try:
+                upstream = socket.create_connection(self._upstream, timeout=CONNECT_TIMEOUT_S)
+            except OSError:
+                client.close()  # the switch is down: so is the link through us
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                number = self.connections
+            self._spawn(self._pump, f"proxy-conn-{number}", client, upstream)
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        decoders = {client: FrameDecoder(), upstream: FrameDecoder()}
+        peer = {client: upstream, upstream: client}
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([client, upstream], [], [], POLL_S)
+                for sock in readable:
+                    try:
+                        data = sock.recv(_READ_BYTES)
+                    except OSError:
+                        return
+                    if not data:
+                        return  # one side closed: the link through us ends
+                    for body in decoders[sock].feed(data):
+                        if self._forward(body, to_switch=sock is client):
+                            try:
+                                peer[sock].sendall(len(body).to_bytes(2, "big") + body)
+                            except OSError:
+                                return
+        except WireError as exc:  # a frame too large: the stream is out of step
+            self._errors.append(f"framing: {exc}")
+        finally:
+            client.close()
+            upstream.close()
+
+    def _forward(self, body: bytes, *, to_switch: bool) -> bool:
+        """Record the frame; False when a rule swallows it."""
+        mti = _mti_of(body)
+        with self._lock:
+            if to_switch:
+                self.seen_requests.append(mti)
+                drop = _take(self._drop_requests, mti)
+            else:
+                self.seen_answers.append(mti)
+                drop = self._holding or _take(self._drop_answers, mti)
+            if drop:
+                self.dropped.append((TO_SWITCH if to_switch else TO_TERMINAL, mti))
+            self._lock.notify_all()
+        return not drop
+
+
+def _take(rules: list[_Rule], mti: str) -> bool:
+    for rule in rules:
+        if rule.left > 0 and mti.startswith(rule.mti_prefix):
+            rule.left -= 1
+            return True
+    return False
