@@ -21,6 +21,7 @@ from cardtally.terminal import (
     Complete,
     Done,
     NoAnswer,
+    PendingReversal,
     PreAuth,
     Refund,
     Sale,
@@ -91,20 +92,19 @@ def switch_txn(rig: Rig, kind: str, stan: int) -> list[dict[str, object]]:
 
 
 def test_reversal_record_is_committed_before_the_sale_goes_out(rig: Rig) -> None:
-    seen: dict[int, object] = {}
+    seen: list[tuple[int, PendingReversal | None, TxnState | None]] = []
 
     def look(n: int, _body: bytes) -> None:
         pending = rig.journal.pending_reversal()
-        seen[n] = pending
-        if pending is not None:
-            seen["state"] = rig.journal.txn(pending.txn_id).state
+        state = None if pending is None else rig.journal.txn(pending.txn_id).state
+        seen.append((n, pending, state))
 
     outcome = rig.run(Sale(CARD, 1234), look)
     assert outcome.status is Status.APPROVED
-    pending = seen[2]
-    assert pending is not None
-    assert pending.stan == 2 and pending.sends == 0 and pending.reason == "06"  # type: ignore[attr-defined]
-    assert seen["state"] is TxnState.SENDING
+    [(n, pending, state)] = seen
+    assert n == 2 and pending is not None
+    assert (pending.stan, pending.sends, pending.reason) == (2, 0, "06")
+    assert state is TxnState.SENDING
     assert rig.journal.pending_reversal() is None  # the approval cleared it
 
 
@@ -208,22 +208,22 @@ def test_an_approval_without_a_mac_is_not_accepted(rig: Rig) -> None:
     outcome = rig.run(Sale(CARD, 5000), rewrite_on(2, change=changed({64: None})))
     assert outcome.status is Status.REVERSAL_PENDING
     assert outcome.code == "A0"
-    assert "(an approval without a MAC)" in outcome.screen
+    assert "(an answer without a MAC)" in outcome.screen
     assert outcome.printout == ()
     assert outcome.txn is not None and outcome.txn.state is TxnState.FAILED
     assert outcome.txn.rrn is None and outcome.txn.auth_code is None
     assert rig.journal.pending_reversal() is not None
 
 
-def test_a_decline_without_a_mac_still_clears_as_documented(rig: Rig) -> None:
-    """docs/terminal.md rule 2: the MAC is checked "when the answer carries one"; only an
-    approval must carry it. Wire profile 6 ("Matching at the terminal") is stricter."""
+def test_a_decline_without_a_mac_does_not_clear_the_reversal(rig: Rig) -> None:
+    """Wire profile 6: once keyed, every answer's MAC must verify. An unsigned "05" could
+    stand in for an approval; trusting it would leave a one-sided debit."""
     rig.issuer.code = "05"
     outcome = rig.run(Sale(CARD, 5000), rewrite_on(2, change=changed({64: None})))
     assert switch_txn(rig, "sale", 2)[0]["state"] == "declined"
-    assert outcome.status is Status.DECLINED and outcome.code == "05"
-    assert rig.journal.pending_reversal() is None
-    assert journal_rows(rig, "terminal_reversal")[0]["cleared_code"] == "05"
+    assert outcome.status is Status.REVERSAL_PENDING and outcome.code == "A0"
+    pending = rig.journal.pending_reversal()
+    assert pending is not None and pending.reason == "A0"
 
 
 # -- answers that are not ours --------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -21,7 +21,12 @@ from cardtally.cli._output import fail, out
 from cardtally.cli._state import state_of
 from cardtally.money import Money, MoneyError
 from cardtally.runtime import wall_clock_ms
-from cardtally.runtime.terminal_device import SwitchAddress, TerminalDevice
+from cardtally.runtime.terminal_device import (
+    SwitchAddress,
+    TerminalBusyError,
+    TerminalDevice,
+    device_lock,
+)
 from cardtally.security import MacAlgorithm, load_data_keys
 from cardtally.terminal import (
     TIMEOUT_MS_DEFAULT,
@@ -138,14 +143,20 @@ AdminOpt = Annotated[
 
 
 @contextmanager
-def _journal(ctx: typer.Context, terminal_id: str) -> Iterator[Journal]:
+def _journal(ctx: typer.Context, terminal_id: str, *, lock: bool = True) -> Iterator[Journal]:
+    """The terminal's journal, held for this command (``lock``) so no other runs beside it;
+    ``status`` only reads, so it may look while another command waits on the host."""
     home = state_of(ctx).home
-    require_installed(home, terminal_id)  # before the keys: "unknown terminal" says more
-    journal = Journal.open(home, terminal_id, load_data_keys(home))
+    path = require_installed(home, terminal_id)  # before the keys: "unknown terminal" says more
     try:
-        yield journal
-    finally:
-        journal.close()
+        with device_lock(path) if lock else nullcontext():
+            journal = Journal.open(home, terminal_id, load_data_keys(home))
+            try:
+                yield journal
+            finally:
+                journal.close()
+    except TerminalBusyError as exc:
+        fail(str(exc), EXIT_CODES[Status.REFUSED])
 
 
 def _address(ctx: typer.Context, switch: str | None) -> SwitchAddress:
@@ -224,12 +235,12 @@ def _card(
         if pan is not None:
             raise typer.BadParameter("give --pan or --track2, not both", param_hint="--track2")
         number, sep, rest = track2.upper().replace("D", "=").partition("=")
-        if not sep or len(rest) < 4 or not rest[:4].isdigit():
+        if not sep or not _is_yymm(rest[:4]):
             raise typer.BadParameter("expected PAN=YYMM...", param_hint="--track2")
         pan, expiry = number, expiry or rest[:4]
     if pan is None:
         raise typer.BadParameter("the card is needed: --pan (and --expiry) or --track2")
-    if expiry is not None and not (len(expiry) == 4 and expiry.isdigit()):
+    if expiry is not None and not _is_yymm(expiry):
         raise typer.BadParameter(f"expected YYMM, got {expiry!r}", param_hint="--expiry")
     if ask_pin:
         if pin is not None:
@@ -239,6 +250,10 @@ def _card(
         return Card(Pan(pan), expiry, pin)
     except PanError as exc:
         raise typer.BadParameter(str(exc), param_hint="--pan") from None
+
+
+def _is_yymm(text: str) -> bool:
+    return len(text) == 4 and text.isdigit() and 1 <= int(text[2:]) <= 12
 
 
 def _amount(text: str) -> int:
@@ -352,7 +367,7 @@ def list_command(ctx: typer.Context) -> None:
 @app.command("status")
 def status_command(ctx: typer.Context, terminal_id: TerminalOpt, as_json: JsonOpt = False) -> None:
     """Show batch, trace number, signed-on state, pending reversal and protection state."""
-    with _journal(ctx, terminal_id) as journal:
+    with _journal(ctx, terminal_id, lock=False) as journal:
         status = _status(journal)
     if as_json:
         out.print_json(json.dumps(status))

@@ -8,8 +8,12 @@ reversal's retries each get a fresh chance to reach the switch.
 
 from __future__ import annotations
 
+import fcntl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from cardtally.runtime._client import SyncFrameClient
@@ -21,6 +25,33 @@ from cardtally.wire import LinkProfile, Tpdu
 #: The terminal's TPDU towards the acquirer: destination NII 0001, source 0000.
 TERMINAL_TPDU: Final = Tpdu(destination=1, source=0)
 CONNECT_TIMEOUT_MS_MAX: Final = 5_000
+
+
+class TerminalBusyError(Exception):
+    """Another process is running a command on this terminal."""
+
+
+@contextmanager
+def device_lock(journal_file: Path) -> Iterator[None]:
+    """Hold the terminal for one command, as a real device does one thing at a time.
+
+    Without it a second process would find the first one's sale in flight, recover it as
+    failed and reverse it while the first still waits for the approval. The lock is an
+    ``flock`` on a file beside the journal, so a killed process releases it at once.
+    """
+    lock_file = journal_file.with_name(journal_file.name + ".lock")
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TerminalBusyError(
+                f"terminal {journal_file.name.split('.')[0]} is busy: another command is "
+                "running on it; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,9 @@ class TerminalCore:
             self._flow = None
             outcome: Outcome = stop.value
             return Done(outcome)
+        except BaseException:
+            self._flow = None  # the journal holds what was committed; the next command recovers
+            raise
         return step
 
     def _guarded(self, command: Command) -> Flow:
@@ -398,7 +401,7 @@ class TerminalCore:
             slips.receipt(header, txn, slips.Copy.MERCHANT),
             slips.receipt(header, txn, slips.Copy.CARDHOLDER),
         )
-        self.journal.mark_printed(txn.id)
+        txn = self.journal.mark_printed(txn.id)
         return self._outcome(Status.APPROVED, printout=printout, txn=txn, code=code)
 
     def _host_at(self, answer: Message) -> str:
@@ -497,7 +500,9 @@ class TerminalCore:
             )
         if hold.completed:
             raise RefusedError(f"PRE-AUTHORISATION {command.voucher:06d} IS ALREADY COMPLETED")
-        amount = command.amount_minor or hold.amount_minor or 0
+        amount = hold.amount_minor or 0
+        if command.amount_minor is not None:
+            amount = command.amount_minor
         _check_amount(amount)
         if amount > (hold.amount_minor or 0):
             raise RefusedError("COMPLETION ABOVE THE HELD AMOUNT")
@@ -588,12 +593,12 @@ class TerminalCore:
                 host_mmdd=host[4:8],
                 host_hhmmss=host[9:15],
             )
-            if not (yield from self._exchange(message, profile)).ok:
+            if not _accepted((yield from self._exchange(message, profile))):
                 return False
             self.journal.uploaded(txn.id, batch_no)
         stan = self.journal.take_stan(self._now_ms, "batch upload closing")
         closing = upload_closing(who, stan, batch_no, len(records))
-        return (yield from self._exchange(closing, profile)).ok
+        return _accepted((yield from self._exchange(closing, profile)))
 
     def _settled(
         self, profile: Profile, batch_no: int, totals: BatchTotals, host48: str | None
@@ -641,7 +646,7 @@ class TerminalCore:
             slips.receipt(header, txn, copy, reprint=True)
             for copy in (slips.Copy.MERCHANT, slips.Copy.CARDHOLDER)
         )
-        self.journal.mark_printed(txn.id)
+        txn = self.journal.mark_printed(txn.id)
         return self._outcome(
             Status.DONE, f"REPRINT OF VOUCHER {txn.voucher}", printout=printout, txn=txn
         )
@@ -697,6 +702,11 @@ def _check_pin(card: Card) -> None:
     """ISO 9564 format 0 takes 4 to 12 digits; anything else never leaves the PIN pad."""
     if card.pin is not None and not (4 <= len(card.pin) <= 12 and card.pin.isdigit()):
         raise RefusedError("PIN MUST BE 4 TO 12 DIGITS")
+
+
+def _accepted(verdict: Verdict) -> bool:
+    """An upload record or closing counts as delivered only when the host answers 00."""
+    return verdict.ok and verdict.message is not None and verdict.message.response_code == "00"
 
 
 def _check_amount(amount_minor: int) -> None:

@@ -507,11 +507,12 @@ class Journal:
             )
         return [self.fail(int(i), "06", now_ms, "terminal stopped before the answer") for i in ids]
 
-    def mark_printed(self, txn_id: int) -> None:
+    def mark_printed(self, txn_id: int) -> JournalTxn:
         with self._tx() as conn:
             conn.execute(
                 _txn.update().where(_txn.c.id == txn_id).values(printed=_txn.c.printed + 1)
             )
+        return self.txn(txn_id)
 
     def txn(self, txn_id: int) -> JournalTxn:
         with self._tx() as conn:

@@ -16,7 +16,6 @@ from typing import Final
 
 from cardtally.security import MacAlgorithm, WorkingKeys, message_mac_ok
 from cardtally.wire import DecodeError, Message, decode_message, response_mti
-from cardtally.wire import _codes as rc
 
 #: Fields an answer must echo unchanged, when the request carried them.
 _ECHO_CHECKED: Final = (3, 4, 41, 42)
@@ -61,13 +60,12 @@ def _mac_verdict(
 ) -> Verdict:
     if keys is None:  # the sign-on answer: the keys are what it brings
         return Verdict(answer, True)
-    if answer.mac is not None:
-        if not message_mac_ok(raw, answer, algorithm, keys.mac_key):
-            return Verdict(answer, True, REASON_MAC, "the answer's MAC does not verify")
-        return Verdict(answer, True)
-    if answer.response_code == rc.APPROVED:
-        return Verdict(answer, True, REASON_MAC, "an approval without a MAC")
-    # A decline without a MAC (the host could not sign it, e.g. A0 or 30) moves no money.
+    # Every answer must verify once the terminal has keys, declines included: an unsigned
+    # decline that cleared the reversal could hide an approval (wire profile 6).
+    if answer.mac is None:
+        return Verdict(answer, True, REASON_MAC, "an answer without a MAC")
+    if not message_mac_ok(raw, answer, algorithm, keys.mac_key):
+        return Verdict(answer, True, REASON_MAC, "the answer's MAC does not verify")
     return Verdict(answer, True)
 
 

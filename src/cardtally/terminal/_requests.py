@@ -51,6 +51,10 @@ class Card:
     pin: str | None = None
 
 
+def _no_pin(card: Card) -> Card:
+    return Card(card.pan, card.expiry)
+
+
 def _card_fields(card: Card, pin_key: bytes | None, *, preauth: bool = False) -> dict[int, str]:
     fields = {2: card.pan.reveal(), 22: "021" if card.pin else "022", 25: "06" if preauth else "00"}
     if card.expiry:
@@ -94,8 +98,9 @@ def void(
     original: Message,
     original_answer: Message,
 ) -> Message:
-    """Void of a sale of this batch: its amount, RRN (37) and auth code (38), and 61."""
-    fields = _base(who, stan, f"23{batch_no:06d}000") | _card_fields(card, None)
+    """Void of a sale of this batch: its amount, RRN (37) and auth code (38), and 61.
+    No PIN: the administrator password authorises a void, not the cardholder."""
+    fields = _base(who, stan, f"23{batch_no:06d}000") | _card_fields(_no_pin(card), None)
     fields |= {
         3: "200000",
         4: original.fields[4],
@@ -116,7 +121,7 @@ def refund(
     original_rrn: str,
     amount_minor: int,
 ) -> Message:
-    fields = _base(who, stan, f"25{batch_no:06d}000") | _card_fields(card, None)
+    fields = _base(who, stan, f"25{batch_no:06d}000") | _card_fields(_no_pin(card), None)
     fields |= {
         3: "200000",
         4: f"{amount_minor:012d}",
