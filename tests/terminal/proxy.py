@@ -8,7 +8,9 @@ connection to the switch and forwards whole frames (2-byte big-endian length, TP
   whose MTI starts with a prefix (the switch never sees them);
 - :meth:`FaultProxy.drop_answers` swallows the next ``count`` switch -> terminal frames
   whose MTI starts with a prefix (the switch did the work; the terminal never hears of it);
-- :meth:`FaultProxy.hold_answers` swallows every answer until :meth:`FaultProxy.release_answers`.
+- :meth:`FaultProxy.hold_answers` swallows every answer until :meth:`FaultProxy.release_answers`,
+  which either forgets the held answers or, with ``deliver=True``, sends them on late (to
+  the connection they belong to, if it is still open).
 
 It records the MTI of every frame it saw in each direction (swallowed ones included), so a
 test can say what reached the proxy and in which order.
@@ -66,6 +68,8 @@ class FaultProxy:
         self._drop_requests: list[_Rule] = []
         self._drop_answers: list[_Rule] = []
         self._holding = False
+        self._deliver_held = False
+        self._held: dict[int, list[bytes]] = {}
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._errors: list[str] = []
@@ -142,16 +146,22 @@ class FaultProxy:
         """Swallow every switch -> terminal frame until :meth:`release_answers`."""
         with self._lock:
             self._holding = True
+            self._deliver_held = False
 
-    def release_answers(self) -> None:
+    def release_answers(self, *, deliver: bool = False) -> None:
+        """Stop holding; with ``deliver``, send the held answers on now, else forget them."""
         with self._lock:
             self._holding = False
+            self._deliver_held = deliver
+            if not deliver:
+                self._held.clear()
 
     def clear_rules(self) -> None:
         with self._lock:
             self._drop_requests.clear()
             self._drop_answers.clear()
             self._holding = False
+            self._held.clear()
 
     def pending_drops(self) -> int:
         """Frames the drop rules still mean to swallow."""
@@ -162,13 +172,20 @@ class FaultProxy:
 
     def wait_for_request(self, mti: str, timeout_s: float, count: int = 1) -> None:
         """Wait (bounded) until ``count`` terminal -> switch frames with ``mti`` were seen."""
+        self._wait_for(self.seen_requests, mti, timeout_s, count)
+
+    def wait_for_answer(self, mti: str, timeout_s: float, count: int = 1) -> None:
+        """Wait (bounded) until ``count`` switch -> terminal frames with ``mti`` were seen."""
+        self._wait_for(self.seen_answers, mti, timeout_s, count)
+
+    def _wait_for(self, seen: list[str], mti: str, timeout_s: float, count: int) -> None:
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self.seen_requests.count(mti) < count:
+            while seen.count(mti) < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
-                        f"proxy saw no {mti} x{count} within {timeout_s} s: {self.seen_requests}"
+                        f"proxy saw no {mti} x{count} within {timeout_s} s: {seen}"
                     )
                 self._lock.wait(min(left, POLL_S))
 
@@ -200,35 +217,40 @@ class FaultProxy:
             with self._lock:
                 self.connections += 1
                 number = self.connections
-            self._spawn(self._pump, f"proxy-conn-{number}", client, upstream)
+            self._spawn(self._pump, f"proxy-conn-{number}", number, client, upstream)
 
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump(self, number: int, client: socket.socket, upstream: socket.socket) -> None:
         decoders = {client: FrameDecoder(), upstream: FrameDecoder()}
         peer = {client: upstream, upstream: client}
         try:
             while not self._stop.is_set():
+                for frame in self._released(number):
+                    client.sendall(frame)
                 readable, _, _ = select.select([client, upstream], [], [], POLL_S)
                 for sock in readable:
-                    try:
-                        data = sock.recv(_READ_BYTES)
-                    except OSError:
-                        return
+                    data = sock.recv(_READ_BYTES)
                     if not data:
                         return  # one side closed: the link through us ends
                     for body in decoders[sock].feed(data):
-                        if self._forward(body, to_switch=sock is client):
-                            try:
-                                peer[sock].sendall(len(body).to_bytes(2, "big") + body)
-                            except OSError:
-                                return
+                        frame = len(body).to_bytes(2, "big") + body
+                        if self._forward(number, frame, body, to_switch=sock is client):
+                            peer[sock].sendall(frame)
+        except OSError:
+            return  # a side reset the link: so does the link through us
         except WireError as exc:  # a frame too large: the stream is out of step
             self._errors.append(f"framing: {exc}")
         finally:
             client.close()
             upstream.close()
 
-    def _forward(self, body: bytes, *, to_switch: bool) -> bool:
-        """Record the frame; False when a rule swallows it."""
+    def _released(self, number: int) -> list[bytes]:
+        with self._lock:
+            if not self._deliver_held:
+                return []
+            return self._held.pop(number, [])
+
+    def _forward(self, number: int, frame: bytes, body: bytes, *, to_switch: bool) -> bool:
+        """Record the frame; False when a rule swallows (or holds) it."""
         mti = _mti_of(body)
         with self._lock:
             if to_switch:
@@ -237,6 +259,8 @@ class FaultProxy:
             else:
                 self.seen_answers.append(mti)
                 drop = self._holding or _take(self._drop_answers, mti)
+                if self._holding:
+                    self._held.setdefault(number, []).append(frame)
             if drop:
                 self.dropped.append((TO_SWITCH if to_switch else TO_TERMINAL, mti))
             self._lock.notify_all()

@@ -41,7 +41,7 @@ UNLOCK: Final = "27182818"
 #: How long a terminal command waits for an answer when the test expects one.
 ANSWER_TIMEOUT_S: Final = 15.0
 #: How long it waits when the test arranged for the answer never to come.
-LOST_TIMEOUT_S: Final = 1.5
+LOST_TIMEOUT_S: Final = 2.0
 #: Subcommands that talk to the switch and take --switch and --timeout-s.
 ONLINE: Final = frozenset(
     {"signon", "sale", "balance", "void", "refund", "preauth", "complete", "settle"}

@@ -10,16 +10,16 @@ switch and the issuer agreeing.
 
 from __future__ import annotations
 
+import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
 from cardtally.terminal import AUTO_REVERSAL_FAILED, AUTO_REVERSAL_OK
-from tests.issuer.messages import DEBIT_PAN, EXPIRY
+from tests.issuer.messages import DEBIT_PAN, EXPIRY, PIN
 from tests.issuer.tcp_support import notice_lines, wait_for_notices
 from tests.terminal.proxy import FaultProxy
 from tests.terminal.tcp_support import (
@@ -176,6 +176,17 @@ def test_paper_out_then_reprint_gives_the_receipt_marked_reprint(term: TerminalN
     assert reprinted["printout"] != first["printout"]
 
 
+def test_json_txn_counts_the_receipt_just_printed(term: TerminalNet) -> None:
+    """The outcome's ``printed`` includes the print it reports (reprints count too)."""
+    code, sold = term.sale("4.00")
+    assert code == 0, sold
+    assert len(sold["printout"]) == 2
+    printed_after_sale = sold["txn"]["printed"]
+    code, again = term.term_json("reprint")
+    assert code == 0, again
+    assert (printed_after_sale, again["txn"]["printed"]) == (1, 2)
+
+
 # --- d. the detail list and settlement agree --------------------------------------------------
 
 
@@ -245,7 +256,7 @@ def test_terminal_killed_after_sending_a_sale_reverses_it_first_next_time(
     try:
         proxy.wait_for_request("0200", SEEN_S)
         # Wait until the switch answered (held here), so the issuer surely took the money.
-        _wait_for(lambda: "0210" in proxy.seen_answers, "the held 0210")
+        proxy.wait_for_answer("0210", SEEN_S)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=SEEN_S)
     finally:
@@ -270,13 +281,6 @@ def test_terminal_killed_after_sending_a_sale_reverses_it_first_next_time(
 
     term.net.wait_queue_drained()
     assert term.issuer_balance() == opening
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = SEEN_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not seen within {timeout_s} s"
-        time.sleep(0.02)
 
 
 # --- f. settlement, balanced and not --------------------------------------------------------------
@@ -386,3 +390,39 @@ def test_protection_mode_locks_until_unlocked_and_keeps_the_journal(term: Termin
     code, voided = term.term_json("void", "--voucher", voucher, "--admin-password", ADMIN)
     assert code == 0, voided
     assert term.status()["pending_reversal"] is None
+
+
+# --- h. two commands at once on one terminal -----------------------------------------------------
+
+
+def test_second_command_while_a_sale_is_in_flight_leaves_no_receipt_without_money(
+    term: TerminalNet, proxy: FaultProxy
+) -> None:
+    """A device does one thing at a time: a second command must not recover (and reverse)
+    the sale another process still waits on, which would then print a receipt for money
+    the cardholder has back."""
+    opening = term.issuer_balance()
+    proxy.hold_answers()
+    process = term.spawn(
+        "sale", *("--amount", "42.00", *DEBIT_CARD_ARGS), via=proxy.port, timeout_s=30
+    )
+    try:
+        proxy.wait_for_answer("0210", SEEN_S)  # the issuer took the money; the answer waits
+        meanwhile = term.run("balance", *DEBIT_CARD_ARGS, "--pin", PIN)  # the cashier tries
+        proxy.release_answers(deliver=True)
+        out, err = process.communicate(timeout=SEEN_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=SEEN_S)
+    assert meanwhile.exit_code in (0, 4), meanwhile  # served, or refused as busy
+    if meanwhile.exit_code == 4:
+        assert "busy" in meanwhile.stderr + meanwhile.stdout, meanwhile
+    term.net.wait_queue_drained()
+    if process.returncode == 0:  # the sale printed its receipt: the money must be there
+        sold = json.loads(out)
+        assert len(sold["printout"]) == 2, sold
+        assert term.issuer_balance() == opening - 4200, (meanwhile, sold["screen"])
+        assert [t["state"] for t in term.switch_txns() if t["kind"] == "sale"] == ["approved"]
+    else:
+        assert term.issuer_balance() == opening, err
