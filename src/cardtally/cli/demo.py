@@ -25,8 +25,8 @@ def demo_command(ctx: typer.Context) -> None:
         Panel.fit(
             "[bold]cardtally foundation demo[/]\n"
             "A test terminal and a key host trade ISO 8583 frames over TCP (127.0.0.1).\n"
-            "The issuer host is built (try `cardtally issuer serve`); the switch, the\n"
-            "terminal journal and day end come next; this run checks what they stand on.",
+            "Issuer, switch and POS terminal are built (try `cardtally terminal --help`).\n"
+            "The business-day demo comes with the day end; this checks their footing.",
         )
     )
 
