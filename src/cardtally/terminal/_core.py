@@ -731,6 +731,8 @@ def _approval_lines(txn: JournalTxn) -> list[str]:
         if txn.balance_minor is not None:
             lines.append(f"AVAILABLE BALANCE: {Money(txn.balance_minor, txn.currency)}")
         return lines
+    sign = -1 if txn.is_credit else 1
+    lines.append(f"{txn.kind.value.upper()} {Money(sign * (txn.amount_minor or 0), txn.currency)}")
     lines.append(f"VOUCHER NO: {txn.voucher}  REF NO: {txn.rrn}")
     if txn.auth_code:
         lines.append(f"AUTH NO: {txn.auth_code}")
