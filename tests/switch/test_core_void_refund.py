@@ -242,6 +242,22 @@ def test_refunds_may_not_total_more_than_the_sale(
     assert isinstance(answer, Answer) and answer.code == "13"
 
 
+def test_a_voided_sale_cannot_be_refunded(rig: SwitchRig, device: Device) -> None:
+    message, answer, sale_id = _sold(rig, device)
+    voided = rig.terminal(device.raw(_void_of(device, message, answer)))
+    assert isinstance(voided, Forward)
+    rig.issuer(issuer_answer(voided.body, "00", f38="888888"))
+    _refused(rig, device, _refund_of(device, rrn_of(sale_id), 1), "12")
+
+
+def test_a_refunded_sale_cannot_be_voided(rig: SwitchRig, device: Device) -> None:
+    message, answer, sale_id = _sold(rig, device)
+    first = rig.terminal(device.raw(_refund_of(device, rrn_of(sale_id), 1_000)))
+    assert isinstance(first, Forward)
+    rig.issuer(issuer_answer(first.body, "00"))
+    _refused(rig, device, _void_of(device, message, answer), "12")
+
+
 def test_a_declined_refund_does_not_count(rig: SwitchRig, device: Device) -> None:
     _, _, sale_id = _sold(rig, device)
     first = rig.terminal(device.raw(_refund_of(device, rrn_of(sale_id), AMOUNT)))

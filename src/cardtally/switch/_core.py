@@ -465,6 +465,9 @@ def _void_problem(
         return rc.INVALID_AMOUNT, "a void is for the original amount"
     if _live_followers(original, TxnKind.VOID, store):
         return rc.INVALID_TRANSACTION, "already voided"
+    if _live_followers(original, TxnKind.REFUND, store):
+        # The void would give back the whole sale on top of what was refunded.
+        return rc.INVALID_TRANSACTION, "already refunded (in part or whole): refund the rest"
     return None
 
 
@@ -473,6 +476,8 @@ def _refund_problem(
 ) -> tuple[str, str] | None:
     if original.merchant_id != ctx.terminal.merchant_id:
         return rc.INVALID_TRANSACTION, "a refund must come from the sale's merchant"
+    if _live_followers(original, TxnKind.VOID, store):
+        return rc.INVALID_TRANSACTION, "the sale was voided: nothing is left to refund"
     refunded = sum(f.amount_minor for f in _live_followers(original, TxnKind.REFUND, store))
     if amount <= 0 or refunded + amount > original.amount_minor:
         return rc.INVALID_AMOUNT, "refunds may not exceed the original amount"
