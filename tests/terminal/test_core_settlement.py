@@ -135,8 +135,9 @@ def test_settlement_before_sign_on_is_refused(tmp_path: Path) -> None:
 
 def test_voids_and_refunds_are_the_credits_and_the_switch_agrees(rig: Rig) -> None:
     stan = sale(rig, 1000)
-    sale(rig, 4000)
-    rrn = rig.journal.txn_by_voucher(1, stan).rrn  # type: ignore[union-attr]
+    other = sale(rig, 4000)
+    # The refund is of the other sale: the switch refuses to refund a voided one.
+    rrn = rig.journal.txn_by_voucher(1, other).rrn  # type: ignore[union-attr]
     assert rig.run(Void(stan, ADMIN)).status is Status.APPROVED
     assert rrn is not None
     assert rig.run(Refund(CARD, rrn, 250, ADMIN)).status is Status.APPROVED
