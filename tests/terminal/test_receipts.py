@@ -14,11 +14,11 @@ from cardtally.money import Money
 from cardtally.terminal._model import (
     Batch,
     BatchState,
-    BatchTotals,
     JournalTxn,
     PendingReversal,
     SlipHeader,
     TxnState,
+    batch_totals,
 )
 from cardtally.terminal._receipts import (
     REPRINT_MARK,
@@ -31,7 +31,7 @@ from cardtally.terminal._receipts import (
     receipt,
     settlement_slip,
 )
-from cardtally.wire import Pan, TxnKind, luhn_check_digit
+from cardtally.wire import BatchTotals, Pan, TxnKind, luhn_check_digit
 
 CLEAR_PAN = "622848001234567" + luhn_check_digit("622848001234567")
 PAN = Pan(CLEAR_PAN)
@@ -244,11 +244,6 @@ def test_a_chinese_merchant_name_is_cut_by_printed_columns() -> None:
     assert name[:21] not in "\n".join(lines)
 
 
-def test_extra_header_lines_print_under_the_merchant() -> None:
-    header = dataclasses.replace(HEADER, extra={"ACQUIRER": "CARDTALLY BANK"})
-    assert "ACQUIRER: CARDTALLY BANK" in lines_of(receipt(header, SALE, Copy.MERCHANT))
-
-
 # --- decline slip --------------------------------------------------------------------------
 
 
@@ -353,7 +348,7 @@ def test_detail_list_rows_show_type_amount_and_marks() -> None:
 
 def test_detail_list_totals_are_the_batch_totals() -> None:
     lines = lines_of(detail_list(HEADER, 1, BATCH_TXNS, PRINTED_AT))
-    totals = BatchTotals.of(BATCH_TXNS)
+    totals = batch_totals(BATCH_TXNS)
     # sale 12.34 + voided sale 20.00 + completion 12.34; void 20.00 + refund 5.00
     assert totals == BatchTotals(4468, 3, 2500, 2)
     assert totals_row(lines, "DEBITS") == (3, str(Money(4468)))
@@ -379,7 +374,6 @@ def settle(**changes: object) -> str:
     arguments: dict[str, object] = {
         "batch": make_batch(),
         "totals": OUR_TOTALS,
-        "host_totals_field48": None,
         "uploaded": 0,
         "pending": None,
         "printed_at": PRINTED_AT,
@@ -391,7 +385,7 @@ def settle(**changes: object) -> str:
 
 
 def test_a_balanced_settlement() -> None:
-    lines = lines_of(settle(host_totals_field48=OUR_TOTALS.field48("1")))
+    lines = lines_of(settle())
     stripped = [line.strip() for line in lines]
     assert stripped[0] == "SETTLEMENT"
     assert "BATCH NO: 000001" in lines
@@ -405,27 +399,13 @@ def test_a_balanced_settlement() -> None:
     assert stripped[-1] == "BATCH 000001 CLOSED"
 
 
-def test_an_unbalanced_settlement_shows_the_upload_and_the_host_totals() -> None:
-    host = BatchTotals(1234, 1, 0, 0)
-    slip = settle(batch=make_batch("not_balanced"), host_totals_field48=host.field48(), uploaded=5)
+def test_an_unbalanced_settlement_shows_the_upload_and_our_totals() -> None:
+    slip = settle(batch=make_batch("not_balanced"), uploaded=5)
     text = " ".join(slip.split())
     assert "NOT BALANCED - BATCH UPLOADED (5 RECORDS)" in text
     lines = lines_of(slip)
-    host_at = lines.index("HOST TOTALS (DIFFER)")
-    assert totals_row(lines[:host_at], "DEBITS") == (3, "CNY 44.68")
-    assert totals_row(lines[host_at:], "DEBITS") == (1, "CNY 12.34")
-    assert totals_row(lines[host_at:], "CREDITS") == (0, "CNY 0.00")
-
-
-def test_a_30_digit_field48_is_read_too() -> None:
-    host = BatchTotals(1, 1, 0, 0).field48()[:30]
-    assert "HOST TOTALS (DIFFER)" in settle(host_totals_field48=host)
-    assert "HOST TOTALS" not in settle(host_totals_field48=OUR_TOTALS.field48()[:30])
-
-
-@pytest.mark.parametrize("field48", ["12345", "x" * 31, "1" * 40])
-def test_an_unreadable_field48_is_said_so(field48: str) -> None:
-    assert "HOST TOTALS UNREADABLE" in settle(host_totals_field48=field48)
+    assert totals_row(lines, "DEBITS") == (3, "CNY 44.68")
+    assert totals_row(lines, "CREDITS") == (2, "CNY -25.00")
 
 
 def test_a_pending_reversal_is_printed_in_its_own_block() -> None:
@@ -471,7 +451,6 @@ SLIPS: list[tuple[str, Callable[[SlipHeader], str]]] = [
             h,
             make_batch("not_balanced"),
             OUR_TOTALS,
-            host_totals_field48="0" * 31,
             uploaded=999_999,
             pending=make_pending(),
             printed_at=PRINTED_AT,
@@ -497,13 +476,10 @@ def test_every_slip_fits_and_never_prints_the_card_number(
     name=st.text(max_size=90),
     operator=st.text(max_size=50),
     terminal_id=st.text(max_size=50),
-    extra=st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=2),
 )
-def test_any_header_fits_the_paper(
-    name: str, operator: str, terminal_id: str, extra: dict[str, str]
-) -> None:
+def test_any_header_fits_the_paper(name: str, operator: str, terminal_id: str) -> None:
     header = dataclasses.replace(
-        HEADER, merchant_name=name, operator=operator, terminal_id=terminal_id, extra=extra
+        HEADER, merchant_name=name, operator=operator, terminal_id=terminal_id
     )
     for _, make in SLIPS:
         assert_fits(make(header))

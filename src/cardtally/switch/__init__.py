@@ -20,7 +20,6 @@ from cardtally.switch._effects import (
 from cardtally.switch._forward import SwitchIdentity
 from cardtally.switch._model import (
     Advice,
-    BatchTotals,
     IssuerRoute,
     Merchant,
     SettlementCycle,
@@ -35,6 +34,7 @@ from cardtally.switch._model import (
 )
 from cardtally.switch._request import MANDATORY
 from cardtally.switch._store import SqlSwitchStore, SwitchStore
+from cardtally.wire import BatchTotals
 
 __all__ = [
     "MANDATORY",

@@ -8,17 +8,16 @@ from cardtally.security import encode_signon_keys, generate_working_keys
 from cardtally.switch._answers import encode_answer
 from cardtally.switch._context import RequestContext, answer_logged, refuse
 from cardtally.switch._effects import Answer
-from cardtally.switch._model import CREDIT_KINDS, DEBIT_KINDS, BatchTotals, Txn, TxnState, rrn_of
+from cardtally.switch._model import Txn, TxnState, rrn_of
 from cardtally.switch._request import host_time_fields, network_code
 from cardtally.switch._store import BatchRecord, StoredRequest, SwitchStore
+from cardtally.wire import TOTALS_DIGITS, BatchTotals, content_digest
 from cardtally.wire import _codes as rc
-from cardtally.wire import content_digest
 
 _SIGN_ON: Final = "003"
 _ECHO: Final = "301"
 _UPLOAD_RECORD: Final = "202"
 _UPLOAD_CLOSING: Final = "207"
-_TOTALS_DIGITS: Final = 30
 _BALANCED: Final = "1"
 _NOT_BALANCED: Final = "2"
 _NO_REFERENCE: Final = rrn_of(0)
@@ -45,18 +44,15 @@ def network_management(ctx: RequestContext, store: SwitchStore) -> Answer:
 
 def totals_of(txns: list[Txn]) -> BatchTotals:
     """What the switch holds for a batch: approved debits and credits still in effect."""
-    live = [t for t in txns if t.state is TxnState.APPROVED]
-    debits = [t.amount_minor for t in live if t.kind in DEBIT_KINDS]
-    credits = [t.amount_minor for t in live if t.kind in CREDIT_KINDS]
-    return BatchTotals(sum(debits), len(debits), sum(credits), len(credits))
+    return BatchTotals.of((t.kind, t.amount_minor) for t in txns if t.state is TxnState.APPROVED)
 
 
 def settlement(ctx: RequestContext, store: SwitchStore) -> Answer:
     """0500: compare the terminal's totals with ours, answer balanced or not, close the batch."""
     field48 = ctx.message.get(48) or ""
-    if len(field48) not in (_TOTALS_DIGITS, _TOTALS_DIGITS + 1):
+    if len(field48) not in (TOTALS_DIGITS, TOTALS_DIGITS + 1):
         return refuse(ctx.message, rc.FORMAT_ERROR, "field 48 is not settlement totals")
-    claimed = field48[:_TOTALS_DIGITS]  # the totals, with or without the request's result digit
+    claimed = field48[:TOTALS_DIGITS]  # the totals, with or without the request's result digit
     terminal_id = ctx.terminal.terminal_id
     ours = totals_of(store.batch_txns(terminal_id, ctx.batch_no)).field48("")
     closed = store.batch(terminal_id, ctx.batch_no)

@@ -9,7 +9,7 @@ from typing import Final
 from cardtally.security import MacAlgorithm, WorkingKeys, kcv_hex
 
 # Kinds are the wire's, the same as at the issuer; re-exported for the switch's modules.
-from cardtally.wire import DEBIT_KINDS, TxnKind
+from cardtally.wire import TxnKind
 
 
 class SettlementCycle(enum.StrEnum):
@@ -48,8 +48,6 @@ MAYBE_IN_EFFECT: Final = frozenset({TxnState.FORWARDED, TxnState.APPROVED})
 REVERSIBLE: Final = frozenset(
     {TxnKind.SALE, TxnKind.VOID, TxnKind.PREAUTH, TxnKind.COMPLETION, TxnKind.REFUND}
 )
-#: Kinds counted as credits in a batch's settlement totals (field 48); debits are DEBIT_KINDS.
-CREDIT_KINDS: Final = frozenset({TxnKind.VOID, TxnKind.REFUND})
 
 
 def rrn_of(txn_id: int) -> str:
@@ -164,27 +162,10 @@ class Advice:
     ack_code: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class BatchTotals:
-    debit_minor: int
-    debit_count: int
-    credit_minor: int
-    credit_count: int
-
-    def field48(self, result: str) -> str:
-        return (
-            f"{self.debit_minor:012d}{self.debit_count:03d}"
-            f"{self.credit_minor:012d}{self.credit_count:03d}{result}"
-        )
-
-
 __all__ = [
-    "CREDIT_KINDS",
-    "DEBIT_KINDS",
     "MAYBE_IN_EFFECT",
     "REVERSIBLE",
     "Advice",
-    "BatchTotals",
     "IssuerRoute",
     "Merchant",
     "SettlementCycle",

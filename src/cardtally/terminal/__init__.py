@@ -39,11 +39,11 @@ from cardtally.terminal._errors import TerminalError
 from cardtally.terminal._journal import Journal, installed_terminals, journal_path
 from cardtally.terminal._model import (
     REVERSAL_TRIES_MAX,
-    BatchTotals,
     JournalTxn,
     PendingReversal,
     ProtectionState,
     TxnState,
+    batch_totals,
 )
 from cardtally.terminal._requests import (
     Card,
@@ -68,7 +68,6 @@ __all__ = [
     "TIMEOUT_MS_DEFAULT",
     "Answer",
     "Balance",
-    "BatchTotals",
     "Card",
     "Command",
     "Complete",
@@ -98,6 +97,7 @@ __all__ = [
     "Void",
     "Wait",
     "balance_inquiry",
+    "batch_totals",
     "completion",
     "echo_test",
     "installed_terminals",

@@ -45,13 +45,13 @@ from cardtally.terminal._matching import REASON_NO_ANSWER, Verdict, check_answer
 from cardtally.terminal._model import (
     REVERSAL_TRIES_MAX,
     BatchState,
-    BatchTotals,
     JournalTxn,
     Profile,
     Protection,
     ProtectionState,
     SlipHeader,
     TxnState,
+    batch_totals,
 )
 from cardtally.terminal._passwords import verify_password
 from cardtally.terminal._requests import (
@@ -71,7 +71,7 @@ from cardtally.terminal._requests import (
     upload_record,
     void,
 )
-from cardtally.wire import LocalTime, Message, Pan, TxnKind, describe
+from cardtally.wire import BatchTotals, LocalTime, Message, Pan, TxnKind, describe
 from cardtally.wire import _codes as rc
 
 ADMIN_TRIES_MAX: Final = 3
@@ -537,7 +537,7 @@ class TerminalCore:
         profile = self.journal.profile()
         batch_no = profile.batch_no
         txns = self.journal.txns(batch_no)
-        totals = BatchTotals.of(txns)
+        totals = batch_totals(txns)
         self.journal.settling(batch_no, totals.field48(), self._now_ms)
         stan = self.journal.take_stan(self._now_ms, "settlement")
         message = settlement(self._who(profile), stan, batch_no, totals.field48())
@@ -575,7 +575,7 @@ class TerminalCore:
                     "BATCH UPLOAD INTERRUPTED: NO VALID ANSWER",
                     "SETTLE AGAIN TO FINISH IT",
                 )
-        return self._settled(profile, batch_no, totals, answer.get(48))
+        return self._settled(profile, batch_no, totals)
 
     def _upload(self, profile: Profile, batch_no: int) -> Generator[Send | Wait, Event, bool]:
         who = self._who(profile)
@@ -600,9 +600,7 @@ class TerminalCore:
         closing = upload_closing(who, stan, batch_no, len(records))
         return _accepted((yield from self._exchange(closing, profile)))
 
-    def _settled(
-        self, profile: Profile, batch_no: int, totals: BatchTotals, host48: str | None
-    ) -> Outcome:
+    def _settled(self, profile: Profile, batch_no: int, totals: BatchTotals) -> Outcome:
         following = self.journal.close_batch(batch_no, self._now_ms)
         batch = self.journal.batch(batch_no)
         pending = self.journal.pending_reversal()
@@ -610,7 +608,6 @@ class TerminalCore:
             self._header(profile),
             batch,
             totals,
-            host_totals_field48=host48,
             uploaded=batch.uploaded,
             pending=pending,
             printed_at=self._local_now(),
@@ -656,7 +653,7 @@ class TerminalCore:
         number = batch_no or profile.batch_no
         txns = self.journal.txns(number)
         listing = slips.detail_list(self._header(profile), number, txns, self._local_now())
-        totals = BatchTotals.of(txns)
+        totals = batch_totals(txns)
         return self._outcome(
             Status.DONE,
             f"DETAIL LIST OF BATCH {number:06d}",

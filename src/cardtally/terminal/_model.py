@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from cardtally.security import MacAlgorithm, WorkingKeys
-from cardtally.wire import DEBIT_KINDS, Pan, TxnKind
-
-#: Kinds whose approval gives money back to the cardholder: the credit side of the batch.
-CREDIT_KINDS: Final = frozenset({TxnKind.VOID, TxnKind.REFUND})
+from cardtally.wire import CREDIT_KINDS, BatchTotals, Pan, TxnKind
 
 #: Kinds that move (or hold) money: each is sent only with a reversal record written first.
 MONEY_KINDS: Final = frozenset(
@@ -104,10 +102,6 @@ class JournalTxn:
         return self.kind in CREDIT_KINDS
 
     @property
-    def is_debit(self) -> bool:
-        return self.kind in DEBIT_KINDS
-
-    @property
     def voucher(self) -> str:
         return f"{self.stan:06d}"
 
@@ -128,28 +122,9 @@ class PendingReversal:
     cleared_code: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BatchTotals:
-    """Debits (sales, completions) and credits (voids, refunds) of a batch, as in field 48."""
-
-    debit_minor: int = 0
-    debit_count: int = 0
-    credit_minor: int = 0
-    credit_count: int = 0
-
-    def field48(self, result: str = "0") -> str:
-        return (
-            f"{self.debit_minor:012d}{self.debit_count:03d}"
-            f"{self.credit_minor:012d}{self.credit_count:03d}{result}"
-        )
-
-    @classmethod
-    def of(cls, txns: list[JournalTxn]) -> BatchTotals:
-        """Approved debits and credits; a voided sale still counts, its void is the credit."""
-        live = [t for t in txns if t.approved and t.amount_minor is not None]
-        debits = [t.amount_minor or 0 for t in live if t.is_debit]
-        credits = [t.amount_minor or 0 for t in live if t.is_credit]
-        return cls(sum(debits), len(debits), sum(credits), len(credits))
+def batch_totals(txns: Iterable[JournalTxn]) -> BatchTotals:
+    """The batch's settlement totals, counted as the switch counts them (wire.BatchTotals)."""
+    return BatchTotals.of((t.kind, t.amount_minor or 0) for t in txns if t.approved)
 
 
 class BatchState(enum.StrEnum):
@@ -191,4 +166,3 @@ class SlipHeader:
     terminal_id: str
     operator: str
     currency: str
-    extra: dict[str, str] = field(default_factory=dict)

@@ -28,13 +28,13 @@ from cardtally.money import Money
 from cardtally.terminal._model import (
     LISTED_KINDS,
     Batch,
-    BatchTotals,
     JournalTxn,
     PendingReversal,
     SlipHeader,
     TxnState,
+    batch_totals,
 )
-from cardtally.wire import TxnKind, describe
+from cardtally.wire import BatchTotals, TxnKind, describe
 
 #: Columns of a thermal POS printer in its normal font.
 WIDTH: Final = 40
@@ -68,8 +68,6 @@ _ENTRY_MODES: Final[dict[str, str]] = {
     "05": "CHIP",
     "07": "CONTACTLESS",
 }
-
-_FIELD48_DIGITS: Final = (30, 31)
 
 
 class Copy(enum.StrEnum):
@@ -134,7 +132,7 @@ def detail_list(
             lines += _detail_row(txn)
     else:
         lines.append(_center("NO TRANSACTIONS"))
-    lines += [RULE, *_totals_lines(BatchTotals.of(list(txns)), header.currency)]
+    lines += [RULE, *_totals_lines(batch_totals(txns), header.currency)]
     return _render(lines)
 
 
@@ -143,18 +141,16 @@ def settlement_slip(
     batch: Batch,
     totals: BatchTotals,
     *,
-    host_totals_field48: str | None,
     uploaded: int,
     pending: PendingReversal | None,
     printed_at: str,
 ) -> str:
-    """The batch's closing slip: agreed or not, both sides' totals, any reversal still owed."""
+    """The batch's closing slip: agreed or not, our totals (the 0510 echoes them), any
+    reversal still owed."""
     lines = [_center("SETTLEMENT"), RULE, *_merchant_lines(header)]
     lines += [*_field("BATCH NO", f"{batch.batch_no:06d}"), *_field("DATE/TIME", printed_at)]
     lines += [RULE, *_settlement_state(batch, uploaded), RULE, "TERMINAL TOTALS"]
     lines += _totals_lines(totals, header.currency)
-    if host_totals_field48 is not None:
-        lines += _host_totals_lines(host_totals_field48, totals, header.currency)
     if pending is not None and pending.cleared_at_ms is None:
         lines += _pending_lines(pending)
     lines += [RULE, _center(f"BATCH {batch.batch_no:06d} CLOSED")]
@@ -168,8 +164,6 @@ def _merchant_lines(header: SlipHeader) -> list[str]:
     lines = [*_field("MERCHANT NAME", header.merchant_name)]
     lines += _field("MERCHANT NO", header.merchant_id)
     lines += _pair(f"TERMINAL NO: {header.terminal_id}", f"OPERATOR: {header.operator}")
-    for label, value in header.extra.items():
-        lines += _field(label, value)
     return lines
 
 
@@ -240,15 +234,6 @@ def _settlement_state(batch: Batch, uploaded: int) -> list[str]:
     return [_center("NOT BALANCED -"), _center(f"BATCH UPLOADED ({uploaded} RECORDS)")]
 
 
-def _host_totals_lines(field48: str, ours: BatchTotals, currency: str) -> list[str]:
-    host = _parse_field48(field48)
-    if host is None:
-        return [RULE, "HOST TOTALS UNREADABLE", _cut(field48)]
-    if host == ours:
-        return []
-    return [RULE, "HOST TOTALS (DIFFER)", *_totals_lines(host, currency)]
-
-
 def _pending_lines(pending: PendingReversal) -> list[str]:
     lines = ["*" * WIDTH, _center("*** REVERSAL PENDING ***")]
     lines += _wrap("HOST HAS NOT CONFIRMED THIS REVERSAL")
@@ -280,13 +265,6 @@ def _expiry(yymm: str) -> str:
     if len(yymm) == 4 and yymm.isdigit():
         return f"{yymm[:2]}/{yymm[2:]}"
     return yymm
-
-
-def _parse_field48(text: str) -> BatchTotals | None:
-    """Debit amount n12, debit count n3, credit amount n12, credit count n3 [, result n1]."""
-    if len(text) not in _FIELD48_DIGITS or not (text.isascii() and text.isdigit()):
-        return None
-    return BatchTotals(int(text[0:12]), int(text[12:15]), int(text[15:27]), int(text[27:30]))
 
 
 # --- layout --------------------------------------------------------------------------------

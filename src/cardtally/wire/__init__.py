@@ -30,7 +30,7 @@ from cardtally.wire._framing import (
     decode_framed,
     encode_frame,
 )
-from cardtally.wire._kinds import DEBIT_KINDS, TxnKind, classify, content_digest
+from cardtally.wire._kinds import CREDIT_KINDS, DEBIT_KINDS, TxnKind, classify, content_digest
 from cardtally.wire._message import ECHOED_FIELDS, Message, pad_merchant_id, pad_terminal_id
 from cardtally.wire._mti import describe_mti, is_repeat, is_request, original_of, response_mti
 from cardtally.wire._network_time import LOCAL_TIME, LocalTime, transmission_time
@@ -43,9 +43,11 @@ from cardtally.wire._pan import (
     masked_field,
 )
 from cardtally.wire._spec import DEFINED_FIELDS, KNOWN_MTIS, SPEC
+from cardtally.wire._totals import TOTALS_DIGITS, BatchTotals
 
 __all__ = [
     "APP_HEADER_BYTES",
+    "CREDIT_KINDS",
     "DEBIT_KINDS",
     "DEFINED_FIELDS",
     "ECHOED_FIELDS",
@@ -55,8 +57,10 @@ __all__ = [
     "LOCAL_TIME",
     "RESPONSE_CODES",
     "SPEC",
+    "TOTALS_DIGITS",
     "TPDU_BYTES",
     "Action",
+    "BatchTotals",
     "DecodeError",
     "EncodeError",
     "Frame",

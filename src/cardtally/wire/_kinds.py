@@ -29,6 +29,8 @@ class TxnKind(enum.StrEnum):
 
 #: Kinds whose approval takes money from the cardholder.
 DEBIT_KINDS: Final = frozenset({TxnKind.SALE, TxnKind.COMPLETION})
+#: Kinds whose approval gives money back: the credit side of a batch's settlement totals.
+CREDIT_KINDS: Final = frozenset({TxnKind.VOID, TxnKind.REFUND})
 
 #: (MTI, first two digits of the processing code) -> kind; field 60.1 refines a 0200/00.
 _KINDS: Final = {
