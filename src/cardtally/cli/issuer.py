@@ -6,18 +6,16 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlalchemy.engine import Connection
 
-from cardtally.cli._output import fail, out
+from cardtally.cli._output import cst, fail, out
 from cardtally.cli._state import state_of
 from cardtally.config import Config
 from cardtally.issuer import (
-    LOCAL_TIME,
     CardLimits,
     CardStatus,
     CardView,
@@ -375,9 +373,8 @@ def _print_account(account: Account, transfers: list[Transfer]) -> None:
     for t in transfers:
         amount = _amount(t.amount_minor, currency)
         is_debit = t.debit_account_id == account.id
-        moment = datetime.fromtimestamp(t.at_ms / 1000, UTC).astimezone(LOCAL_TIME)
         table.add_row(
-            moment.strftime("%Y-%m-%d %H:%M:%S"),
+            cst(t.at_ms),
             t.kind.value,
             amount if is_debit else "",
             "" if is_debit else amount,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Connection
 
-from cardtally.cli._output import fail, out
+from cardtally.cli._output import cst, fail, out
 from cardtally.cli._state import state_of
 from cardtally.config import Config
 from cardtally.money import Money
@@ -49,7 +48,6 @@ from cardtally.switch._registry import (
     set_terminal_status,
     txn_log,
 )
-from cardtally.wire import LOCAL_TIME
 
 #: Times are shown in China Standard Time, as on receipts (fixed +08:00, no tzdata needed).
 _MASTER_KEY_HEX_DIGITS: Final = 32
@@ -104,16 +102,6 @@ def _database(config: Config) -> Iterator[Connection]:
 
 def _config(ctx: typer.Context) -> Config:
     return state_of(ctx).config()
-
-
-def _cst(at_ms: int | None) -> str:
-    if at_ms is None:
-        return "-"
-    return (
-        datetime.fromtimestamp(at_ms / 1000, UTC)
-        .astimezone(LOCAL_TIME)
-        .strftime("%Y-%m-%d %H:%M:%S")
-    )
 
 
 def _duration(ms: int) -> str:
@@ -441,7 +429,7 @@ def terminals_list_command(ctx: typer.Context, as_json: JsonOption = False) -> N
             t.mac_algorithm.value if t.mac_required else "off",
             f"{t.batch_no:06d}",
             t.master_key_kcv,
-            _cst(t.signed_on_at_ms),
+            cst(t.signed_on_at_ms),
         )
     _print_table(table)
 
@@ -661,7 +649,7 @@ def queue_command(
             a.link_id,
             str(a.attempts),
             _duration(max(0, now_ms - a.created_at_ms)),
-            _cst(a.next_at_ms),
+            cst(a.next_at_ms),
         )
     _print_table(table)
 
@@ -749,7 +737,7 @@ def txns_command(
     for t in txns:
         table.add_row(
             t.rrn,
-            _cst(t.received_at_ms),
+            cst(t.received_at_ms),
             t.kind.value,
             t.state.value,
             t.terminal_id,

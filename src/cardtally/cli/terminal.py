@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 from rich.panel import Panel
 
-from cardtally.cli._output import fail, out
+from cardtally.cli._output import cst, fail, out
 from cardtally.cli._state import state_of
 from cardtally.money import Money, MoneyError
 from cardtally.runtime import wall_clock_ms
@@ -55,7 +54,7 @@ from cardtally.terminal import (
 )
 from cardtally.terminal._journal import require_installed
 from cardtally.terminal._passwords import check_password_text
-from cardtally.wire import LOCAL_TIME, Pan, PanError
+from cardtally.wire import Pan, PanError
 
 #: How each outcome ends the process. 2 stays "usage error" as everywhere in cardtally.
 EXIT_CODES: Final = {
@@ -385,7 +384,7 @@ def _status(journal: Journal) -> dict[str, Any]:
     return {
         "terminal": profile.terminal_id,
         "merchant": f"{profile.merchant_id} {profile.merchant_name}",
-        "signed_on": _time_text(profile.signed_on_at_ms) if profile.signed_on_at_ms else None,
+        "signed_on": f"{cst(profile.signed_on_at_ms)} CST" if profile.signed_on_at_ms else None,
         "batch": f"{profile.batch_no:06d}",
         "batch_state": batch.state.value,
         "batch_txns": len(txns),
@@ -412,11 +411,6 @@ def _status_text(value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items())
     return str(value)
-
-
-def _time_text(at_ms: int) -> str:
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
-    return moment.strftime("%Y-%m-%d %H:%M:%S CST")
 
 
 # -- online commands -----------------------------------------------------------------------

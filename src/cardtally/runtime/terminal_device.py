@@ -90,14 +90,13 @@ class TerminalDevice:
 
     def _send_and_wait(self, send: Send) -> Wait | Send | Done:
         deadline = time.monotonic() + send.timeout_ms / 1000
-        event = self._deliver(send)
+        event = self._deliver(send, deadline)
         step = self._core.on_event(event, wall_clock_ms())
         while isinstance(step, Wait):
             step = self._core.on_event(self._receive(deadline), wall_clock_ms())
         return step
 
-    def _deliver(self, send: Send) -> Answer | NoAnswer:
-        deadline = time.monotonic() + send.timeout_ms / 1000
+    def _deliver(self, send: Send, deadline: float) -> Answer | NoAnswer:
         try:
             client = self._connect(send.timeout_ms)
         except OSError as exc:

@@ -133,6 +133,7 @@ class TerminalCore:
         self._flow: Flow | None = None
         self._now_ms = 0
         self._screen: list[str] = []
+        self._auto_reversal: str | None = None
 
     # -- driving -------------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class TerminalCore:
         assert self._flow is None, "one command at a time"
         self._now_ms = now_ms
         self._screen = []
+        self._auto_reversal = None
         self._flow = self._guarded(command)
         return self._advance(None)
 
@@ -193,11 +195,7 @@ class TerminalCore:
 
     def _outcome(self, status: Status, *lines: str, **extra: object) -> Outcome:
         self._say(*lines)
-        auto = None
-        if AUTO_REVERSAL_OK in self._screen:
-            auto = "successful"
-        elif AUTO_REVERSAL_FAILED in self._screen:
-            auto = "unsuccessful"
+        auto = self._auto_reversal
         return Outcome(status, tuple(self._screen), auto_reversal=auto, **extra)  # type: ignore[arg-type]
 
     def _header(self, profile: Profile) -> SlipHeader:
@@ -288,8 +286,10 @@ class TerminalCore:
                 if code in _REVERSAL_CLEARED:
                     self.journal.reversal_cleared(pending.id, code, self._now_ms)
                     self._say(AUTO_REVERSAL_OK, f"(VOUCHER {pending.stan:06d} REVERSED)")
+                    self._auto_reversal = "successful"
                     return True
         self.journal.reversal_flagged(pending.id, self._now_ms)
+        self._auto_reversal = "unsuccessful"
         self._say(
             AUTO_REVERSAL_FAILED,
             f"(VOUCHER {pending.stan:06d} STAYS PENDING; IT GOES FIRST NEXT TIME)",
@@ -334,7 +334,6 @@ class TerminalCore:
         if not clear and plan.kind is not TxnKind.BALANCE:
             # One pending reversal at most: a second money-moving request must wait.
             return self._outcome(Status.REFUSED, "TRANSACTION NOT SENT: A REVERSAL IS PENDING")
-        profile = self.journal.profile()
         txn, message = self.journal.begin(
             plan.kind,
             plan.build,
@@ -478,7 +477,7 @@ class TerminalCore:
             raise RefusedError("THIS IS NOT THE CARD OF THE SALE")
         card = command.card or Card(sale_txn.pan, sale_txn.expiry)
         original = Message("0200", sale_txn.request)
-        mmdd = (sale_txn.host_at or "0000/00/00")[5:10].replace("/", "")
+        mmdd, _ = _host_date_time(sale_txn)
         answered = Message("0210", {37: sale_txn.rrn or "", 38: sale_txn.auth_code or "", 13: mmdd})
         return _Plan(
             TxnKind.VOID,
@@ -507,7 +506,7 @@ class TerminalCore:
         if amount > (hold.amount_minor or 0):
             raise RefusedError("COMPLETION ABOVE THE HELD AMOUNT")
         card = Card(hold.pan, hold.expiry)
-        mmdd = (hold.host_at or "0000/00/00")[5:10].replace("/", "")
+        mmdd, _ = _host_date_time(hold)
         original_61 = original_data(hold.batch_no, hold.stan, mmdd)
         auth_code = hold.auth_code or ""
         return _Plan(
@@ -534,7 +533,6 @@ class TerminalCore:
         self._require_signed_on(profile)
         self._check_admin(password)
         yield from self._reversal_first(profile)  # settlement goes ahead and reports it
-        profile = self.journal.profile()
         batch_no = profile.batch_no
         txns = self.journal.txns(batch_no)
         totals = batch_totals(txns)
@@ -579,10 +577,13 @@ class TerminalCore:
 
     def _upload(self, profile: Profile, batch_no: int) -> Generator[Send | Wait, Event, bool]:
         who = self._who(profile)
-        listed = [t for t in self.journal.txns(batch_no) if t.approved and t.rrn]
-        records = [t for t in listed if t.kind is not TxnKind.BALANCE]
+        records = [
+            t
+            for t in self.journal.txns(batch_no)
+            if t.approved and t.rrn and t.kind is not TxnKind.BALANCE
+        ]
         for txn in (t for t in records if not t.uploaded):
-            host = (txn.host_at or "0000/00/00 00:00:00").replace("/", "").replace(":", "")
+            mmdd, hhmmss = _host_date_time(txn)
             message = upload_record(
                 who,
                 batch_no,
@@ -590,8 +591,8 @@ class TerminalCore:
                 request=txn.request,
                 rrn=txn.rrn or "",
                 auth_code=txn.auth_code,
-                host_mmdd=host[4:8],
-                host_hhmmss=host[9:15],
+                host_mmdd=mmdd,
+                host_hhmmss=hhmmss,
             )
             if not _accepted((yield from self._exchange(message, profile))):
                 return False
@@ -734,6 +735,13 @@ def _approval_lines(txn: JournalTxn) -> list[str]:
     if txn.auth_code:
         lines.append(f"AUTH NO: {txn.auth_code}")
     return lines
+
+
+def _host_date_time(txn: JournalTxn) -> tuple[str, str]:
+    """Fields 13 and 12 (MMDD, hhmmss) of the host's answer, back from the journalled
+    "YYYY/MM/DD HH:MM:SS" (_display_time); zeros for a transaction never answered."""
+    digits = (txn.host_at or "0000/00/00 00:00:00").replace("/", "").replace(":", "")
+    return digits[4:8], digits[9:15]
 
 
 def _display_time(yyyymmdd: str, hhmmss: str) -> str:
