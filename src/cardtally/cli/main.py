@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from cardtally import __version__
+from cardtally.cli import dayend as dayend_cli
 from cardtally.cli import demo as demo_cli
 from cardtally.cli import home as home_cli
 from cardtally.cli import issuer as issuer_cli
@@ -49,6 +50,7 @@ app.add_typer(issuer_cli.app, name="issuer")
 app.add_typer(switch_cli.app, name="switch")
 app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(ledger_cli.app, name="ledger")
+app.add_typer(dayend_cli.app, name="dayend")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
 

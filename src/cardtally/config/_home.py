@@ -20,10 +20,13 @@ from cardtally.config._schema import (
     boolean,
     choice,
     choices,
+    clock_time,
     database_url,
     digit_strings,
     integer,
     optional_text,
+    percent,
+    rate_table,
     text,
     validate,
 )
@@ -104,6 +107,28 @@ SCHEMA: Final[dict[str, Section]] = {
             integer(1000, 3_600_000), 30_000, "an idle issuer link is echo-tested after this long"
         ),
     },
+    "dayend": {
+        "cutoff": Field(
+            clock_time, "23:00", "business day cutoff, HH:MM CST; later swipes go to the next day"
+        ),
+        "grace_ms": Field(
+            integer(0, 3_600_000),
+            120_000,
+            "issuer postings this long after the cutoff still match the day's switch records",
+        ),
+        "clearing_dir": Field(text, "clearing", "where clearing files go (relative: in home)"),
+        "issuer_reads": Field(
+            choice("csv", "parquet"), "csv", "which clearing file the issuer side reads"
+        ),
+        "fee_plans": Field(
+            rate_table,
+            {"standard": "0.60", "warehouse": "0.38"},
+            "merchant discount rate per fee plan, percent of the day's sales",
+        ),
+        "agent_share": Field(
+            percent, "0.08", "an agent's share of the rate (percent of sales), taken out of it"
+        ),
+    },
 }
 
 
@@ -149,6 +174,16 @@ class IssuerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DayendConfig:
+    cutoff_minutes: int  # after midnight, China Standard Time
+    grace_ms: int
+    clearing_dir: Path
+    issuer_reads: str
+    fee_plans: tuple[tuple[str, str], ...]  # (plan, percent string), sorted by plan
+    agent_share: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     home: Path
     currency: str
@@ -156,6 +191,7 @@ class Config:
     wire: WireConfig
     issuer: IssuerConfig
     switch: SwitchConfig
+    dayend: DayendConfig
 
 
 def resolve_home(option: str | Path | None, environ: dict[str, str] | None = None) -> Path:
@@ -192,6 +228,7 @@ def load_config(home: Path) -> Config:
         wire=WireConfig(**values["wire"]),
         issuer=_issuer(home, values["issuer"]),
         switch=_switch(home, values["switch"]),
+        dayend=_dayend(home, values["dayend"]),
     )
 
 
@@ -217,6 +254,17 @@ def _issuer(home: Path, values: dict[str, Any]) -> IssuerConfig:
     fields["database"] = resolve_database_url(home, values["database"])
     fields["notice_jsonl"] = home / Path(values["notice_jsonl"]).expanduser()
     return IssuerConfig(**fields)
+
+
+def _dayend(home: Path, values: dict[str, Any]) -> DayendConfig:
+    return DayendConfig(
+        cutoff_minutes=values["cutoff"],
+        grace_ms=values["grace_ms"],
+        clearing_dir=home / Path(values["clearing_dir"]).expanduser(),
+        issuer_reads=values["issuer_reads"],
+        fee_plans=tuple(sorted(values["fee_plans"].items())),
+        agent_share=values["agent_share"],
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -248,6 +296,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value:_}" if value >= 100_000 else str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

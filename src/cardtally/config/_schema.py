@@ -9,6 +9,7 @@ fall back to a default.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,39 @@ def choices(*options: str) -> Validator:
         return tuple(value)
 
     return check
+
+
+_PERCENT = re.compile(r"(?:100|[0-9]{1,2})(?:\.[0-9]{1,4})?")
+_PLAN_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def percent(key: str, value: Any) -> str:
+    """A rate as a percent string ("0.60"): never a TOML float, so no binary rounding."""
+    if not isinstance(value, str) or not _PERCENT.fullmatch(value) or float(value) > 100:
+        raise ConfigError(
+            key, f'expected a percent as a string like "0.60" (0..100, 4 decimals), got {value!r}'
+        )
+    return value
+
+
+def rate_table(key: str, value: Any) -> dict[str, str]:
+    """A non-empty table of fee plan names to percent strings."""
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(key, f'expected a table of plan = "percent", got {value!r}')
+    for name, rate in value.items():
+        if not _PLAN_NAME.fullmatch(name):
+            raise ConfigError(key, f"plan name {name!r}: expected 1-32 letters, digits, . _ -")
+        percent(f"{key}.{name}", rate)
+    return dict(value)
+
+
+def clock_time(key: str, value: Any) -> int:
+    """``HH:MM`` (24-hour), returned as minutes after midnight."""
+    match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(key, f'expected a time "HH:MM" (00:00..23:59), got {value!r}')
+    return int(match.group(1)) * 60 + int(match.group(2))
 
 
 Section = Mapping[str, Field]

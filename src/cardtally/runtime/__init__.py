@@ -20,6 +20,7 @@ from cardtally.runtime._client import FrameClient, SyncFrameClient
 from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
 from cardtally.runtime._errors import LinkClosedError
+from cardtally.runtime._file_lock import BusyError, exclusive
 from cardtally.runtime._handler import BatchHandler, Reply, Request
 from cardtally.runtime._limits import ServerLimits
 from cardtally.runtime._logging import configure_logging, log_event
@@ -29,6 +30,7 @@ from cardtally.runtime._server import SERVER_COUNTERS, FrameServer
 __all__ = [
     "SERVER_COUNTERS",
     "BatchHandler",
+    "BusyError",
     "Counters",
     "FrameClient",
     "FrameServer",
@@ -39,6 +41,7 @@ __all__ = [
     "Service",
     "SyncFrameClient",
     "configure_logging",
+    "exclusive",
     "log_event",
     "serve_forever",
     "wall_clock_ms",

@@ -8,7 +8,6 @@ reversal's retries each get a fresh chance to reach the switch.
 
 from __future__ import annotations
 
-import fcntl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Final
 from cardtally.runtime._client import SyncFrameClient
 from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._errors import LinkClosedError
+from cardtally.runtime._file_lock import BusyError, exclusive
 from cardtally.terminal import Answer, Command, Done, NoAnswer, Outcome, Send, TerminalCore, Wait
 from cardtally.wire import LinkProfile, Tpdu
 
@@ -36,22 +36,18 @@ def device_lock(journal_file: Path) -> Iterator[None]:
     """Hold the terminal for one command, as a real device does one thing at a time.
 
     Without it a second process would find the first one's sale in flight, recover it as
-    failed and reverse it while the first still waits for the approval. The lock is an
-    ``flock`` on a file beside the journal, so a killed process releases it at once.
+    failed and reverse it while the first still waits for the approval.
     """
     lock_file = journal_file.with_name(journal_file.name + ".lock")
-    with lock_file.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TerminalBusyError(
-                f"terminal {journal_file.name.split('.')[0]} is busy: another command is "
-                "running on it; wait for it to finish"
-            ) from None
-        try:
+    busy = (
+        f"terminal {journal_file.name.split('.')[0]} is busy: another command is "
+        "running on it; wait for it to finish"
+    )
+    try:
+        with exclusive(lock_file, busy):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BusyError as exc:
+        raise TerminalBusyError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Day end: business days, reconciliation, clearing files, merchant settlement, look-up."""
