@@ -55,6 +55,14 @@ def test_values_override_defaults(tmp_path: Path) -> None:
         ("[network]\ncurrency = '999'\n", "network.currency", "expected one of"),
         ("[switch]\ndatabase = 'mysql://x'\n", "switch.database", "sqlite:///PATH"),
         ("issuer = 3\n", "issuer", "expected a [issuer] table"),
+        ("[dayend]\ncutoff = '25:00'\n", "dayend.cutoff", "HH:MM"),
+        ("[dayend]\ncutoff = 2300\n", "dayend.cutoff", "HH:MM"),
+        ("[dayend]\nagent_share = 0.08\n", "dayend.agent_share", "as a string"),
+        ("[dayend]\nagent_share = '101'\n", "dayend.agent_share", "0..100"),
+        ("[dayend]\nfee_plans = { gold = 'abc' }\n", "dayend.fee_plans.gold", "percent"),
+        ("[dayend]\nfee_plans = { 'a b' = '0.5' }\n", "dayend.fee_plans", "plan name"),
+        ("[dayend]\nfee_plans = {}\n", "dayend.fee_plans", "table of plan"),
+        ("[dayend]\nissuer_reads = 'xml'\n", "dayend.issuer_reads", "expected one of"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
@@ -169,3 +177,16 @@ def test_default_text_spells_out_every_switch_key() -> None:
     section = tomllib.loads(default_config_text())["switch"]
     assert section["advice_backoff_max_ms"] == 30_000
     assert set(section) >= {"issuer_timeout_ms", "echo_idle_ms", "link_in_flight_max"}
+
+
+def test_dayend_values_are_read_as_minutes_and_percent_strings(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        '[dayend]\ncutoff = "02:30"\nfee_plans = { gold = "1.25", standard = "0.6" }\n'
+        'agent_share = "0.0825"\nclearing_dir = "out"\n',
+    )
+    dayend = load_config(tmp_path).dayend
+    assert dayend.cutoff_minutes == 150
+    assert dayend.fee_plans == (("gold", "1.25"), ("standard", "0.6"))
+    assert dayend.agent_share == "0.0825"
+    assert dayend.clearing_dir == tmp_path / "out"

@@ -30,7 +30,7 @@ day_table = sa.Table(
 item_table = sa.Table(
     "dayend_item",
     clearing_metadata,
-    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, sa.ForeignKey("dayend_day.day"), primary_key=True),
     sa.Column("item_no", sa.BigInteger, primary_key=True),
     # "class" is a Python keyword: the column keeps its SQL name, Python reads it as klass.
     sa.Column("class", sa.Text, nullable=False, key="klass"),
@@ -57,13 +57,13 @@ batch_claim_table = sa.Table(
     clearing_metadata,
     sa.Column("terminal_id", sa.Text, primary_key=True),
     sa.Column("batch_no", sa.Integer, primary_key=True),
-    sa.Column("day", sa.Text, nullable=False),
+    sa.Column("day", sa.Text, sa.ForeignKey("dayend_day.day"), nullable=False),
 )
 
 file_table = sa.Table(
     "dayend_file",
     clearing_metadata,
-    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, sa.ForeignKey("dayend_day.day"), primary_key=True),
     sa.Column("link_id", sa.Text, primary_key=True),
     sa.Column("fmt", sa.Text, primary_key=True),
     sa.Column("path", sa.Text, nullable=False),
@@ -87,12 +87,15 @@ action_table = sa.Table(
     sa.Column("reference", sa.Text, nullable=False),
     sa.Column("notice_id", sa.Text, nullable=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["day", "item_no"], ["dayend_item.day", "dayend_item.item_no"], name="dayend_action_item"
+    ),
 )
 
 statement_table = sa.Table(
     "dayend_statement",
     clearing_metadata,
-    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, sa.ForeignKey("dayend_day.day"), primary_key=True),
     sa.Column("merchant_id", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("fee_plan", sa.Text, nullable=False),
@@ -121,4 +124,9 @@ payout_table = sa.Table(
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("transfer_id", sa.Text, nullable=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["for_day", "merchant_id"],
+        ["dayend_statement.day", "dayend_statement.merchant_id"],
+        name="dayend_payout_statement",
+    ),
 )
