@@ -57,14 +57,17 @@ def accept_clearing(
     """Check every record against the issuer's postings, then settle the file's net amount.
 
     Any record the issuer cannot find in effect for the same amount refuses the whole file:
-    paying part of a file would leave both sides unable to say what was settled.
+    paying part of a file would leave both sides unable to say what was settled. A file
+    already settled (its transfer exists) is accepted again as it was, checked and logged once.
     """
+    header = clearing.header
+    transfer_id = f"clearing:{header.business_day}:{header.link_id}"
+    if store.ledger.transfer(transfer_id) is not None:
+        return Accepted(header.link_id, len(clearing.records), clearing.net_minor, transfer_id)
     for record in clearing.records:
         problem = _record_problem(store, record, acquirer_id)
         if problem is not None:
             raise ClearingRefusedError(f"record {record.seq} (RRN {record.rrn}): {problem}")
-    header = clearing.header
-    transfer_id = f"clearing:{header.business_day}:{header.link_id}"
     net = clearing.net_minor
     if net == 0:
         return Accepted(header.link_id, len(clearing.records), 0, None)
