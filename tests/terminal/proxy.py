@@ -10,7 +10,13 @@ connection to the switch and forwards whole frames (2-byte big-endian length, TP
   whose MTI starts with a prefix (the switch did the work; the terminal never hears of it);
 - :meth:`FaultProxy.hold_answers` swallows every answer until :meth:`FaultProxy.release_answers`,
   which either forgets the held answers or, with ``deliver=True``, sends them on late (to
-  the connection they belong to, if it is still open).
+  the connection they belong to, if it is still open);
+- :meth:`FaultProxy.rewrite_requests` changes the next ``count`` client -> upstream frames
+  whose MTI starts with a prefix before passing them on (a field tampered with in transit;
+  the TPDU is kept, the message re-encoded).
+
+The proxy works on any link with this framing: between a switch and an issuer, the switch is
+the client ("requests" go to the issuer, "answers" come back).
 
 It records the MTI of every frame it saw in each direction (swallowed ones included), so a
 test can say what reached the proxy and in which order.
@@ -31,7 +37,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
-from cardtally.wire import TPDU_BYTES, FrameDecoder, WireError, decode_message
+from cardtally.wire import (
+    TPDU_BYTES,
+    FrameDecoder,
+    Message,
+    WireError,
+    decode_message,
+    encode_message,
+)
 
 HOST: Final = "127.0.0.1"
 POLL_S: Final = 0.05
@@ -51,6 +64,13 @@ class _Rule:
     left: int
 
 
+@dataclass
+class _Rewrite:
+    mti_prefix: str
+    left: int
+    change: Callable[[Message], Message]
+
+
 def _mti_of(body: bytes) -> str:
     try:
         return decode_message(body[TPDU_BYTES:]).mti
@@ -67,6 +87,7 @@ class FaultProxy:
         self._stop = threading.Event()
         self._drop_requests: list[_Rule] = []
         self._drop_answers: list[_Rule] = []
+        self._rewrites: list[_Rewrite] = []
         self._holding = False
         self._deliver_held = False
         self._held: dict[int, list[bytes]] = {}
@@ -79,6 +100,8 @@ class FaultProxy:
         self.seen_answers: list[str] = []
         #: (direction, MTI) of every frame swallowed, in order.
         self.dropped: list[tuple[str, str]] = []
+        #: MTIs of the client -> upstream frames a rewrite rule changed, in order.
+        self.rewritten: list[str] = []
         self.connections = 0
         self.port = 0
 
@@ -142,6 +165,16 @@ class FaultProxy:
         with self._lock:
             self._drop_answers.append(_Rule(mti_prefix, count))
 
+    def rewrite_requests(
+        self, mti_prefix: str, change: Callable[[Message], Message], count: int = 1
+    ) -> None:
+        """Pass the next ``count`` client -> upstream frames whose MTI starts so as
+        ``change(message)``, re-encoded behind the same TPDU (a frame a drop rule swallows is
+        not rewritten)."""
+        assert count > 0
+        with self._lock:
+            self._rewrites.append(_Rewrite(mti_prefix, count, change))
+
     def hold_answers(self) -> None:
         """Swallow every switch -> terminal frame until :meth:`release_answers`."""
         with self._lock:
@@ -160,6 +193,7 @@ class FaultProxy:
         with self._lock:
             self._drop_requests.clear()
             self._drop_answers.clear()
+            self._rewrites.clear()
             self._holding = False
             self._held.clear()
 
@@ -234,6 +268,8 @@ class FaultProxy:
                     for body in decoders[sock].feed(data):
                         frame = len(body).to_bytes(2, "big") + body
                         if self._forward(number, frame, body, to_switch=sock is client):
+                            if sock is client:
+                                frame = self._rewritten(frame, body)
                             peer[sock].sendall(frame)
         except OSError:
             return  # a side reset the link: so does the link through us
@@ -265,6 +301,21 @@ class FaultProxy:
                 self.dropped.append((TO_SWITCH if to_switch else TO_TERMINAL, mti))
             self._lock.notify_all()
         return not drop
+
+    def _rewritten(self, frame: bytes, body: bytes) -> bytes:
+        """The client -> upstream frame as a rewrite rule wants it (unchanged if none)."""
+        mti = _mti_of(body)
+        with self._lock:
+            rule = next(
+                (r for r in self._rewrites if r.left > 0 and mti.startswith(r.mti_prefix)), None
+            )
+            if rule is None:
+                return frame
+            rule.left -= 1
+            self.rewritten.append(mti)
+            self._lock.notify_all()
+        changed = body[:TPDU_BYTES] + encode_message(rule.change(decode_message(body[TPDU_BYTES:])))
+        return len(changed).to_bytes(2, "big") + changed
 
 
 def _take(rules: list[_Rule], mti: str) -> bool:
