@@ -17,6 +17,7 @@ from cardtally.cli import demo as demo_cli
 from cardtally.cli import home as home_cli
 from cardtally.cli import issuer as issuer_cli
 from cardtally.cli import ledger as ledger_cli
+from cardtally.cli import lookup as lookup_cli
 from cardtally.cli import switch as switch_cli
 from cardtally.cli import terminal as terminal_cli
 from cardtally.cli import wire as wire_cli
@@ -53,6 +54,7 @@ app.add_typer(ledger_cli.app, name="ledger")
 app.add_typer(dayend_cli.app, name="dayend")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
+app.command("lookup")(lookup_cli.lookup_command)
 
 
 def _version(value: bool) -> None:
