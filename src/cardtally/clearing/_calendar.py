@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
-from cardtally.wire import LOCAL_TIME
+from cardtally.wire import LOCAL_TIME, local_text
 
 DAY_MS: Final = 86_400_000
 _NOON_MINUTES: Final = 12 * 60
@@ -80,6 +80,4 @@ def day_of(at_ms: int, cutoff_minutes: int) -> BusinessDay:
 
 
 def _local(at_ms: int) -> str:
-    return (
-        datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
-    )
+    return local_text(at_ms, "%Y-%m-%d %H:%M")

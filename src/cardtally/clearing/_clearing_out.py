@@ -7,7 +7,6 @@ day end's start, so a re-run writes byte-identical files.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,7 +17,7 @@ from cardtally.clearing._calendar import BusinessDay
 from cardtally.clearing._files import ClearingHeader, ClearingRecord
 from cardtally.clearing._schema import item_table
 from cardtally.switch._schema import txn_table
-from cardtally.wire import LOCAL_TIME
+from cardtally.wire import local_text
 
 FORMATS: Final = ("csv", "parquet")
 _DIRECTION: Final = {"debit": "D", "credit": "C"}
@@ -34,8 +33,7 @@ def file_path(clearing_dir: Path, day: BusinessDay, link_id: str, fmt: str) -> P
 
 def local_stamp(at_ms: int) -> str:
     """``YYYYMMDDhhmmss`` in China Standard Time."""
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
-    return moment.strftime("%Y%m%d%H%M%S")
+    return local_text(at_ms, "%Y%m%d%H%M%S")
 
 
 def header_for(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -61,7 +61,7 @@ from cardtally.switch._schema import (
 )
 from cardtally.switch._schema import txn_table as switch_txn_table
 from cardtally.switch._store import _advice, _fields_of, _txn
-from cardtally.wire import LOCAL_TIME, Pan, PanError, describe
+from cardtally.wire import Pan, PanError, describe, local_text
 
 #: Switch kinds a look-up lists (see the module docstring for why the others are not).
 LISTED_KINDS: Final = ("sale", "completion", "preauth", "void", "refund")
@@ -1587,8 +1587,7 @@ def reason_of(code: str) -> str:
 
 def cst_text(at_ms: int) -> str:
     """``2026-11-21 14:03:07``, China Standard Time, as receipts and operators read it."""
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return local_text(at_ms)
 
 
 def _clock(at_ms: int, since_ms: int) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cardtally.wire import LOCAL_TIME
+from cardtally.wire import local_text
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -22,10 +21,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE from sysexits.h: a bug, not the user's fault
 
 def cst(at_ms: int | None) -> str:
     """An instant as operators read it: China Standard Time, as on receipts; "-" for none."""
-    if at_ms is None:
-        return "-"
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if at_ms is None else local_text(at_ms)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -116,7 +116,9 @@ def post(
         posted = Ledger(store.ledger).transfer(spec, request.now.at_ms)
     except LedgerError as exc:
         if exc.code in _FUNDS_CODES:
-            return Decision(rc.INSUFFICIENT_FUNDS, str(exc))
+            # Not the ledger's text: it names the account and its balance, and reasons are
+            # logged and stored with the record.
+            return Decision(rc.INSUFFICIENT_FUNDS, "insufficient funds")
         if exc.code in _HOLD_GONE_CODES:
             return Decision(rc.INVALID_TRANSACTION, "pre-authorisation hold expired or released")
         raise

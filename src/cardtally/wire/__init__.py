@@ -33,7 +33,7 @@ from cardtally.wire._framing import (
 from cardtally.wire._kinds import CREDIT_KINDS, DEBIT_KINDS, TxnKind, classify, content_digest
 from cardtally.wire._message import ECHOED_FIELDS, Message, pad_merchant_id, pad_terminal_id
 from cardtally.wire._mti import describe_mti, is_repeat, is_request, original_of, response_mti
-from cardtally.wire._network_time import LOCAL_TIME, LocalTime, transmission_time
+from cardtally.wire._network_time import LOCAL_TIME, LocalTime, local_text, transmission_time
 from cardtally.wire._pan import (
     Pan,
     PanError,
@@ -87,6 +87,7 @@ __all__ = [
     "encode_signed",
     "is_repeat",
     "is_request",
+    "local_text",
     "luhn_check_digit",
     "luhn_ok",
     "mac_field_of",

@@ -36,3 +36,8 @@ class LocalTime:
 def transmission_time(at_ms: int) -> str:
     """Field 7: MMDDhhmmss in UTC (ISO 8583 transmission date and time is GMT)."""
     return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%m%d%H%M%S")
+
+
+def local_text(at_ms: int, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """``at_ms`` on the network's local clock as operators and receipts read it."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME).strftime(fmt)
