@@ -520,7 +520,18 @@ def test_switch_restored_from_backup_makes_the_uploaded_sale_unknown_to_host(
     assert [
         (i["reason"], i["rrn"], i["amount_minor"], i["terminal_amount_minor"], i["switch_txn_id"])
         for i in unknown
-    ] == [("uploaded by the terminal, unknown at the switch", _rrn(sold), 8000, 8000, None)]
+    ] == [
+        (
+            "uploaded by the terminal and posted at the issuer, unknown at the switch",
+            _rrn(sold),
+            8000,
+            8000,
+            None,
+        )
+    ]
+    # One swipe, one item: the issuer's debit is joined to the receipt by RRN, not refunded.
+    assert unknown[0]["issuer_txn_id"] is not None
+    assert unknown[0]["issuer_amount_minor"] == 8000
     assert restored_switch.summary["classes"]["unknown_to_host"]["count"] == 1
     assert day.cleared(today) == []  # not cleared
     assert day.statements(today) == {}  # not paid
@@ -529,17 +540,6 @@ def test_switch_restored_from_backup_makes_the_uploaded_sale_unknown_to_host(
     assert status["exceptions"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "product bug: the day end refunds a receipted sale. After the switch's database is "
-        "restored, the issuer's debit and the terminal's upload of the same sale (same RRN, "
-        "terminal, merchant and amount) are not joined: the debit becomes a separate "
-        "one_sided_debit ('issuer debit with no switch record') and is refunded automatically, "
-        "beside the unknown_to_host exception for the upload"
-    ),
-)
 def test_switch_restored_from_backup_refunds_nothing_behind_the_receipt(
     restored_switch: RestoredSwitch,
 ) -> None:
