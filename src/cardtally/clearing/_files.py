@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Final, NoReturn
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cardtally.durable import fsync_directory
 from cardtally.money import CURRENCIES
 from cardtally.wire import luhn_ok, mask_pan
 
@@ -389,7 +390,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> str:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return digest
 
 
@@ -399,17 +400,6 @@ def _sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The new name is durable only once its directory is synced (POSIX).
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_csv(

@@ -2,8 +2,10 @@
 
 Everything is set-based SQL over the tables of ``_tables``: one pass joins the switch log, the
 issuer's postings and the terminals' upload records (both outer, so the rows only one party has
-come out of the same pass as the matches) and classifies every row; a second statement marks the
-same-day voided pairs, which are matched but not cleared. The rules, first that applies:
+come out of the same pass as the matches) and classifies every row; small statements after it
+then touch the few rows that need a second look (an issuer-only posting and a terminal-only
+upload of the same RRN, the numbers of the rows the switch does not have, the same-day voided
+pairs, which are matched but not cleared). The rules, first that applies:
 
 switch row approved: no posting in effect at the issuer -> missing_at_issuer; issuer amount
 differs -> amount_mismatch; batch not closed -> awaiting_batch; batch not balanced and the
@@ -12,7 +14,8 @@ amount_mismatch; else matched.
 switch row not approved: in the upload -> unknown_to_host; issuer posting in effect ->
 one_sided_debit / _credit; else unsuccessful.
 issuer row with no switch row, before the cutoff: in effect -> one_sided_debit / _credit, else
-unsuccessful. Upload record unknown at the switch, batch not yet claimed -> unknown_to_host.
+unsuccessful. Upload record unknown at the switch, batch not yet claimed -> unknown_to_host
+(with the issuer-only posting of the same terminal, merchant and RRN, if any, in the same item).
 """
 
 from __future__ import annotations
@@ -35,14 +38,21 @@ from cardtally.clearing._tables import EXCEPTIONS, INPUT_DDL, RECON_ITEM_DDL, Re
 # A switch row's item_no is 1 + the number of switch rows with a smaller txn_id (ids are unique).
 # Counted per block of 64 ids, as a row count and a 64-bit mask of the ids present plus a running
 # sum over the blocks, it needs neither a sort of the rows (a window carrying the whole row costs
-# ten times more) nor a join back on txn_id (the blocks are 64 times fewer than the rows).
+# ten times more) nor a join back on txn_id (the blocks are 64 times fewer than the rows). A
+# block with more rows than ids present holds an id twice, which would number two items alike:
+# that stops the run (the extract loads switch_txn.id, a primary key, so it never should).
 _LEGS: Final = """
 WITH block AS (
     SELECT txn_id >> 6 AS block, count(*) AS n,
         bit_or(1::UBIGINT << (txn_id & 63)::UBIGINT) AS present
     FROM sw_txn GROUP BY ALL
 ), numbered AS (
-    SELECT block, present, (sum(n) OVER (ORDER BY block) - n)::BIGINT AS before FROM block
+    SELECT block, present, CASE WHEN n = bit_count(present)
+        THEN (sum(n) OVER (ORDER BY block) - n)::BIGINT
+        ELSE error('sw_txn holds a txn_id twice, between ' || (block << 6) || ' and '
+            || ((block << 6) + 63))
+    END AS before
+    FROM block
 ), uploaded AS (
     SELECT u.*, b.claimed, b.closed_at_ms
     FROM sw_upload AS u LEFT JOIN sw_batch AS b USING (terminal_id, batch_no)
@@ -201,7 +211,8 @@ SET issuer_txn_id = i.issuer_txn_id, issuer_amount_minor = i.amount_minor,
     reason = 'uploaded by the terminal and posted at the issuer, unknown at the switch'
 FROM recon_item AS i
 WHERE t.switch_txn_id IS NULL AND t.issuer_txn_id IS NULL AND t.class = 'unknown_to_host'
-    AND i.switch_txn_id IS NULL AND i.issuer_txn_id IS NOT NULL AND i.class <> 'unknown_to_host'
+    AND i.switch_txn_id IS NULL AND i.issuer_txn_id IS NOT NULL
+    AND i.class IN ('one_sided_debit', 'one_sided_credit')
     AND i.terminal_id = t.terminal_id AND i.merchant_id = t.merchant_id AND i.rrn = t.rrn
     AND i.rrn <> ''
 """,
@@ -257,7 +268,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, *, cutoff_ms: int) -> ReconCounts:
         con.execute(_ITEMS, {"cutoff_ms": cutoff_ms})
         for statement in _RECEIPTED_ISSUER_ONLY:
             con.execute(statement)
-        con.execute(_NUMBER_OTHERS)
+        con.execute(_NUMBER_OTHERS)  # after the merge above: it deletes issuer-only items
         con.execute(_VOIDED_PAIRS)
         rows = con.execute(_COUNTS).fetchall()
     except BaseException:

@@ -19,6 +19,7 @@ from typing import Final, Protocol, TextIO, runtime_checkable
 from urllib.error import HTTPError, URLError
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
+from cardtally.durable import fsync_directory
 from cardtally.notices._errors import DeliveryError, NoticeError
 from cardtally.notices._notice import Notice
 
@@ -107,7 +108,7 @@ class JsonLinesSink:
         finally:
             os.close(fd)
         if end == 0:
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
 
 class WebhookSink:
@@ -240,17 +241,6 @@ def _netloc(parts: SplitResult) -> str:
     except ValueError:
         port = None
     return host if port is None else f"{host}:{port}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    # A new file's name is durable only once its directory is synced (POSIX).
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _bounded(reason: str) -> str:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
+from cardtally.durable import fsync_directory
 from cardtally.security._errors import KeyFileError
 
 _KEYS_DIR_MODE: Final = 0o700
@@ -69,18 +70,10 @@ def write_secret_file(path: Path, text: str) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, _KEYS_FILE_MODE)
         _publish_without_overwrite(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _publish_without_overwrite(tmp: Path, path: Path) -> None:
