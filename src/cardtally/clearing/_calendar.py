@@ -59,7 +59,8 @@ class BusinessDay:
         return business_day(self.day + timedelta(days=1), cutoff_minutes)
 
     def window_text(self) -> str:
-        return f"{_local(self.start_ms)} to {_local(self.end_ms)} CST"
+        minute = "%Y-%m-%d %H:%M"
+        return f"{local_text(self.start_ms, minute)} to {local_text(self.end_ms, minute)} CST"
 
 
 def business_day(day: date, cutoff_minutes: int) -> BusinessDay:
@@ -77,7 +78,3 @@ def day_of(at_ms: int, cutoff_minutes: int) -> BusinessDay:
         if found.start_ms <= at_ms < found.end_ms:
             return found
     raise AssertionError(f"no business day holds {at_ms}")  # windows tile the time line
-
-
-def _local(at_ms: int) -> str:
-    return local_text(at_ms, "%Y-%m-%d %H:%M")

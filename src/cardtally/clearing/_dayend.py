@@ -41,7 +41,7 @@ from cardtally.clearing._extract import (
     load_issuer_leg,
     load_switch_leg,
 )
-from cardtally.clearing._fees import FeeError, FeePlan, FeeSchedule, parse_rate_percent
+from cardtally.clearing._fees import FeeError, FeeSchedule
 from cardtally.clearing._files import (
     ClearingFile,
     ClearingFileError,
@@ -97,8 +97,7 @@ class Dayend:
 
     def schedule(self) -> FeeSchedule:
         settings = self.config.dayend
-        plans = {name: FeePlan(name, parse_rate_percent(rate)) for name, rate in settings.fee_plans}
-        return FeeSchedule(plans, parse_rate_percent(settings.agent_share))
+        return FeeSchedule.from_percent(dict(settings.fee_plans), settings.agent_share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +268,7 @@ def _match(dayend: Dayend, bd: BusinessDay, now_ms: int, progress: Progress) -> 
         with transaction(dayend.switch) as conn:
             previous = bd.previous(dayend.cutoff_minutes).text
             leg = load_switch_leg(con, conn, bd, previous, dayend.config.currency)
-            claimed = claimed_issuer_ids(conn, _days_before(bd, leg.earliest_ms, dayend))
+            claimed = claimed_issuer_ids(conn, _day_before(leg.earliest_ms, dayend))
         grace = dayend.config.dayend.grace_ms
         with transaction(dayend.issuer) as conn:
             issuer_rows = load_issuer_leg(
@@ -297,7 +296,9 @@ def _match(dayend: Dayend, bd: BusinessDay, now_ms: int, progress: Progress) -> 
     )
 
 
-def _days_before(bd: BusinessDay, earliest_ms: int, dayend: Dayend) -> str:
+def _day_before(earliest_ms: int, dayend: Dayend) -> str:
+    """The business day before the one ``earliest_ms`` falls in: issuer records placed since
+    then may overlap this day's window (grace), so they are looked up as claimed."""
     return day_of(earliest_ms, dayend.cutoff_minutes).previous(dayend.cutoff_minutes).text
 
 

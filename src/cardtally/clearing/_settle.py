@@ -15,7 +15,7 @@ Every transfer id names the day and what it is for, so a re-run never posts twic
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from cardtally.clearing._calendar import BusinessDay
 from cardtally.clearing._fees import FeeSchedule, MerchantDay, Statement, statement
 from cardtally.clearing._schema import item_table, payout_table, statement_table
 from cardtally.ledger import AccountSpec, Ledger, SqlLedgerStore, TransferSpec
+from cardtally.switch._model import Merchant
 from cardtally.switch._registry import list_merchants
 
 
@@ -44,7 +45,9 @@ def issuer_account(link_id: str) -> str:
     return f"acquirer:issuer:{link_id}"
 
 
-def merchant_days(conn: Connection, day: BusinessDay) -> list[MerchantDay]:
+def merchant_days(
+    conn: Connection, day: BusinessDay, registry: Mapping[str, Merchant]
+) -> list[MerchantDay]:
     """Each merchant's cleared sales and refunds of the day, with its registry terms."""
     i = item_table
     debit = i.c.cleared_as == "debit"
@@ -63,7 +66,6 @@ def merchant_days(conn: Connection, day: BusinessDay) -> list[MerchantDay]:
         .group_by(i.c.merchant_id, i.c.currency)
         .order_by(i.c.merchant_id)
     ).all()
-    registry = {m.merchant_id: m for m in list_merchants(conn)}
     days = []
     for mid, currency, sales_n, sales, refunds_n, refunds in rows:
         merchant = registry[mid]
@@ -82,10 +84,6 @@ def merchant_days(conn: Connection, day: BusinessDay) -> list[MerchantDay]:
             )
         )
     return days
-
-
-def settlement_accounts(conn: Connection) -> dict[str, str]:
-    return {m.merchant_id: m.settlement_account for m in list_merchants(conn)}
 
 
 def settle_day(
@@ -109,8 +107,9 @@ def settle_day(
             currency=currency,
             now_ms=now_ms,
         )
-    accounts = settlement_accounts(conn)
-    statements = [statement(d, schedule) for d in merchant_days(conn, day)]
+    registry = {m.merchant_id: m for m in list_merchants(conn)}
+    accounts = {mid: m.settlement_account for mid, m in registry.items()}
+    statements = [statement(d, schedule) for d in merchant_days(conn, day, registry)]
     for st in statements:
         pay_day = day.text if st.cycle == "d0" else pay_day_t1
         _post_statement(ledger, day, st, accounts[st.merchant_id], now_ms)
