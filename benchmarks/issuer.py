@@ -8,9 +8,10 @@ Each run makes a fresh home (``cardtally init``, K PIN-less debit cards), starts
 ``listening on`` line (start-up). Then C connections, each in its own thread,
 send N/C sales apiece, keeping up to W unanswered (pipelining); per-request
 latency is send -> reply on that connection, throughput is N over the time from
-the first send to the last reply. After each run every answer must be an
-approval of its own STAN and ``cardtally ledger verify`` must pass, or the
-benchmark stops with an error: a fast wrong answer is not a figure.
+the first send to the last reply. Each sale is signed under the home's zone MAC
+key, as the switch signs what it forwards. After each run every answer must be an
+approval of its own STAN whose MAC verifies, and ``cardtally ledger verify`` must
+pass, or the benchmark stops with an error: a fast wrong answer is not a figure.
 
 ``--database postgres`` uses a fresh schema in
 postgresql+psycopg://postgres@127.0.0.1:5432/test (override with
@@ -49,9 +50,15 @@ from tests.issuer.messages import EXPIRY, pan, sale
 from cardtally.config import load_config, resolve_database_url
 from cardtally.issuer import CardLimits, NewCard, add_card, open_issuer_database
 from cardtally.runtime import SyncFrameClient
-from cardtally.security import load_data_keys, load_issuer_keys
+from cardtally.security import (
+    MacAlgorithm,
+    load_data_keys,
+    load_issuer_keys,
+    message_mac_ok,
+    sign_message,
+)
 from cardtally.storage import open_engine, transaction
-from cardtally.wire import LinkProfile, Pan, Tpdu, decode_message, encode_message
+from cardtally.wire import LinkProfile, Message, Pan, Tpdu, decode_message, encode_message
 
 PG_URL_DEFAULT: Final = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HOST: Final = "127.0.0.1"
@@ -220,10 +227,11 @@ def one_run(args: argparse.Namespace) -> RunResult:
         tmp = Path(tmp_text)
         with database(args.database, tmp) as url:
             home = make_home(tmp, url, cards)
+            zak = load_issuer_keys(home).zak
             # One request list per connection; STANs unique over the run.
             per_connection = [
                 [
-                    encode_message(sale(cards[n % len(cards)], AMOUNT_MINOR, n + 1))
+                    link_encode(sale(cards[n % len(cards)], AMOUNT_MINOR, n + 1), zak)
                     for n in range(c, args.sales, args.connections)
                 ]
                 for c in range(args.connections)
@@ -233,7 +241,7 @@ def one_run(args: argparse.Namespace) -> RunResult:
                 results = run_clients(host.port, per_connection, args.window)
             finally:
                 host.stop()
-            check(per_connection, [r[0] for r in results])
+            check(per_connection, [r[0] for r in results], zak)
             verified = cli(home, "ledger", "verify")
             if verified.returncode != 0:
                 raise BenchError(f"ledger verify failed:\n{verified.stdout}{verified.stderr}")
@@ -273,7 +281,14 @@ def run_clients(
     return [r for r in results if r is not None]
 
 
-def check(per_connection: list[list[bytes]], replies: list[list[bytes]]) -> None:
+def link_encode(message: Message, zak: bytes | None) -> bytes:
+    """A request as the switch sends it: signed under the zone MAC key (a home has one)."""
+    if zak is None:
+        return encode_message(message)
+    return sign_message(message, MacAlgorithm.X9_19, zak)
+
+
+def check(per_connection: list[list[bytes]], replies: list[list[bytes]], zak: bytes | None) -> None:
     for bodies, answers in zip(per_connection, replies, strict=True):
         if len(answers) != len(bodies):
             raise BenchError(f"{len(answers)} answers to {len(bodies)} sales")
@@ -281,6 +296,8 @@ def check(per_connection: list[list[bytes]], replies: list[list[bytes]]) -> None
             request, reply = decode_message(body), decode_message(raw)
             if (reply.mti, reply.stan, reply.response_code) != ("0210", request.stan, "00"):
                 raise BenchError(f"sale {request.stan} answered {reply!r}")
+            if zak is not None and not message_mac_ok(raw, reply, MacAlgorithm.X9_19, zak):
+                raise BenchError(f"sale {request.stan}: the answer's MAC does not verify")
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ from cardtally.wire import Pan
 from tests.issuer.messages import CREDIT_PAN, DEBIT_PAN, EXPIRY, PIN
 from tests.issuer.messages import MERCHANT as DIRECT_MERCHANT
 from tests.issuer.messages import sale as issuer_sale
-from tests.issuer.tcp_support import exchange, zpk_of
+from tests.issuer.tcp_support import exchange, zak_of, zpk_of
 from tests.switch.tcp_support import MERCHANT
 from tests.terminal.proxy import FaultProxy
 from tests.terminal.tcp_support import (
@@ -99,7 +99,7 @@ def _issuer_only_debit(term: TerminalNet) -> None:
     assert term.net.issuer is not None
     message = issuer_sale(DEBIT_PAN, 4321, 777, pin=PIN, zpk=zpk_of(term.home))
     with term.net.issuer.connect() as client:
-        answer = exchange(client, message)
+        answer = exchange(client, message, zak_of(term.home))
     assert answer.response_code == "00", answer
 
 

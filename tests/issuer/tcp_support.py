@@ -26,9 +26,15 @@ import pytest
 from cardtally.config import load_config, resolve_database_url
 from cardtally.issuer import CardLimits, NewCard, add_card, find_card, open_issuer_database, view
 from cardtally.runtime import SyncFrameClient
-from cardtally.security import load_data_keys, load_issuer_keys
+from cardtally.security import (
+    MacAlgorithm,
+    load_data_keys,
+    load_issuer_keys,
+    message_mac_ok,
+    sign_message,
+)
 from cardtally.storage import open_engine, transaction
-from cardtally.wire import LinkProfile, Message, Pan, Tpdu, decode_message, encode_message
+from cardtally.wire import LinkProfile, Message, Pan, Tpdu, decode_message
 from tests.issuer.messages import CREDIT_PAN, DEBIT_PAN, EXPIRY, PIN, pan
 
 HOST: Final = "127.0.0.1"
@@ -147,6 +153,23 @@ def _now_ms() -> int:
 def zpk_of(home: Path) -> bytes:
     """The zone PIN key a switch would share with this issuer."""
     return load_issuer_keys(home).zpk
+
+
+def zak_of(home: Path) -> bytes:
+    """The zone MAC key a switch would share with this issuer (every new home has one)."""
+    zak = load_issuer_keys(home).zak
+    assert zak is not None, "a home made by init has a zone MAC key"
+    return zak
+
+
+def signed(message: Message, zak: bytes) -> bytes:
+    """``message`` as a switch sends it: MACed (X9.19) under the zone MAC key."""
+    return sign_message(message, MacAlgorithm.X9_19, zak)
+
+
+def link_mac_ok(raw: bytes, zak: bytes) -> bool:
+    """Whether an issuer answer carries a MAC that verifies under ``zak``."""
+    return message_mac_ok(raw, decode_message(raw), MacAlgorithm.X9_19, zak)
 
 
 def show_card(home: Path, card_pan: str) -> dict[str, object]:
@@ -295,9 +318,11 @@ def running_issuer(home: Path) -> Iterator[IssuerHost]:
 # --- talking to it --------------------------------------------------------------------------
 
 
-def exchange(client: SyncFrameClient, message: Message) -> Message:
-    """Send one request and decode its answer."""
-    return decode_message(client.request(encode_message(message), REPLY_TIMEOUT_MS))
+def exchange(client: SyncFrameClient, message: Message, zak: bytes) -> Message:
+    """Send one request signed under ``zak`` and decode its answer, whose MAC must verify."""
+    raw = client.request(signed(message, zak), REPLY_TIMEOUT_MS)
+    assert link_mac_ok(raw, zak), "the issuer's answer does not carry a MAC that verifies"
+    return decode_message(raw)
 
 
 def pipeline(

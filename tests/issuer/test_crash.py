@@ -20,7 +20,7 @@ from cardtally.issuer._schema import txn_table
 from cardtally.ledger import ledger_transfer_table
 from cardtally.runtime import LinkClosedError
 from cardtally.storage import open_engine, transaction
-from cardtally.wire import Message, decode_message, encode_message
+from cardtally.wire import Message, decode_message
 from tests.issuer.messages import pan, sale
 from tests.issuer.tcp_support import (
     balances,
@@ -30,7 +30,9 @@ from tests.issuer.tcp_support import (
     notice_lines,
     pipeline,
     running_issuer,
+    signed,
     wait_for_notices,
+    zak_of,
 )
 
 SALES: Final = 360
@@ -92,7 +94,8 @@ def test_kill_mid_stream_then_resend_everything(db_url: str, tmp_path: Path) -> 
     home = make_home(tmp_path, db_url, cards=())
     issue_cards(home, CARDS, OPENING_MINOR)
     requests = _requests()
-    bodies = [encode_message(r) for r in requests]
+    zak = zak_of(home)
+    bodies = [signed(r, zak) for r in requests]
     keys = [request_key(r) for r in requests]
     assert len(set(keys)) == SALES
 

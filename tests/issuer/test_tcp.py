@@ -12,7 +12,7 @@ import socket
 import threading
 from pathlib import Path
 
-from cardtally.wire import Message, decode_message, encode_frame, encode_message
+from cardtally.wire import Message, decode_message, encode_frame
 from tests.issuer.messages import (
     CREDIT_PAN,
     DEBIT_PAN,
@@ -44,7 +44,9 @@ from tests.issuer.tcp_support import (
     pipeline,
     running_issuer,
     show_card,
+    signed,
     wait_for_notices,
+    zak_of,
     zpk_of,
 )
 
@@ -62,11 +64,11 @@ def approved(reply: Message, mti: str) -> str:
 
 def test_money_paths_over_tcp(db_url: str, tmp_path: Path) -> None:
     home = make_home(tmp_path, db_url, (DEBIT, CREDIT, LIMITED))
-    zpk = zpk_of(home)
+    zpk, zak = zpk_of(home), zak_of(home)
     with running_issuer(home) as host, host.connect() as client:
         # A sale: approved, and the money is gone by the time the answer is read.
         first = sale(DEBIT_PAN, 12_345, 1, pin=PIN, zpk=zpk)
-        first_raw = client.request(encode_message(first), REPLY_TIMEOUT_MS)
+        first_raw = client.request(signed(first, zak), REPLY_TIMEOUT_MS)
         first_reply = decode_message(first_raw)
         auth = approved(first_reply, "0210")
         assert len(auth) == 6 and auth.isdigit()
@@ -77,10 +79,10 @@ def test_money_paths_over_tcp(db_url: str, tmp_path: Path) -> None:
         balance = DEBIT_OPENING - 12_345
 
         # A repeat: the very same answer, byte for byte, and no second debit.
-        assert client.request(encode_message(first), REPLY_TIMEOUT_MS) == first_raw
+        assert client.request(signed(first, zak), REPLY_TIMEOUT_MS) == first_raw
         assert balances(home, DEBIT_PAN) == (balance, balance)
         # The same key saying something else: refused, nothing moves.
-        changed = exchange(client, sale(DEBIT_PAN, 99, 1, pin=PIN, zpk=zpk))
+        changed = exchange(client, sale(DEBIT_PAN, 99, 1, pin=PIN, zpk=zpk), zak)
         assert (changed.mti, changed.response_code) == ("0210", "94")
         assert balances(home, DEBIT_PAN) == (balance, balance)
 
@@ -95,45 +97,45 @@ def test_money_paths_over_tcp(db_url: str, tmp_path: Path) -> None:
             ("12", sale(DEBIT_PAN, 100, 7, processing_code="990000")),
         ]
         for code, request in declines:
-            reply = exchange(client, request)
+            reply = exchange(client, request, zak)
             assert (reply.mti, reply.response_code) == ("0210", code), (code, reply)
             assert reply.auth_code is None
             assert {card: balances(home, card) for card in ALL_PANS} == before, code
 
         # Void on the day of the sale: the debit comes back.
         to_void = sale(DEBIT_PAN, 2_000, 8)
-        void_auth = approved(exchange(client, to_void), "0210")
+        void_auth = approved(exchange(client, to_void, zak), "0210")
         assert balances(home, DEBIT_PAN)[0] == balance - 2_000
-        approved(exchange(client, void(DEBIT_PAN, to_void, void_auth, 9)), "0210")
+        approved(exchange(client, void(DEBIT_PAN, to_void, void_auth, 9), zak), "0210")
         assert balances(home, DEBIT_PAN) == (balance, balance)
 
         # A partial refund (advice, 0220 -> 0230).
         to_refund = sale(DEBIT_PAN, 3_000, 10)
-        approved(exchange(client, to_refund), "0210")
-        approved(exchange(client, refund(DEBIT_PAN, to_refund, 1_000, 11)), "0230")
+        approved(exchange(client, to_refund, zak), "0210")
+        approved(exchange(client, refund(DEBIT_PAN, to_refund, 1_000, 11), zak), "0230")
         balance -= 2_000
         assert balances(home, DEBIT_PAN) == (balance, balance)
 
         # Pre-authorisation holds on the credit line; completion takes less than the hold.
-        hold_auth = approved(exchange(client, preauth(CREDIT_PAN, 10_000, 12)), "0110")
+        hold_auth = approved(exchange(client, preauth(CREDIT_PAN, 10_000, 12), zak), "0110")
         assert balances(home, CREDIT_PAN) == (0, CREDIT_LINE - 10_000)
-        approved(exchange(client, completion(CREDIT_PAN, 8_000, hold_auth, 13)), "0210")
+        approved(exchange(client, completion(CREDIT_PAN, 8_000, hold_auth, 13), zak), "0210")
         assert balances(home, CREDIT_PAN) == (-8_000, CREDIT_LINE - 8_000)
 
         # A reversal undoes a sale; its repeat (0401) gets the first answer again.
         reversed_sale = sale(DEBIT_PAN, 4_000, 14)
-        approved(exchange(client, reversed_sale), "0210")
+        approved(exchange(client, reversed_sale, zak), "0210")
         assert balances(home, DEBIT_PAN)[0] == balance - 4_000
-        first_reversal = exchange(client, reversal(reversed_sale))
+        first_reversal = exchange(client, reversal(reversed_sale), zak)
         approved(first_reversal, "0410")
         assert balances(home, DEBIT_PAN) == (balance, balance)
-        repeated = exchange(client, reversal(reversed_sale, mti="0401"))
+        repeated = exchange(client, reversal(reversed_sale, mti="0401"), zak)
         assert repeated == first_reversal
         assert balances(home, DEBIT_PAN) == (balance, balance)
 
         # Network management: an echo test is answered and moves nothing.
         echo = Message("0800", {7: "1121103600", 11: "000015", 41: TERMINAL, 60: "00000001003"})
-        echoed = exchange(client, echo)
+        echoed = exchange(client, echo, zak)
         assert (echoed.mti, echoed.response_code, echoed.stan) == ("0810", "00", "000015")
         # One notice per movement of a cardholder's money (the hold moved none).
         wait_for_notices(home, 8)
@@ -163,10 +165,8 @@ def test_money_paths_over_tcp(db_url: str, tmp_path: Path) -> None:
     )
 
 
-def _sales(card: str, first_stan: int, count: int, amount_minor: int) -> list[bytes]:
-    return [
-        encode_message(sale(card, amount_minor, s)) for s in range(first_stan, first_stan + count)
-    ]
+def _sales(card: str, first_stan: int, count: int, amount_minor: int, zak: bytes) -> list[bytes]:
+    return [signed(sale(card, amount_minor, s), zak) for s in range(first_stan, first_stan + count)]
 
 
 def _auth_codes(replies: list[bytes], first_stan: int) -> list[str]:
@@ -184,10 +184,11 @@ def test_pipelining_concurrency_and_bad_input(db_url: str, tmp_path: Path) -> No
     # Each concurrent link pays with its own card, as a real terminal population would.
     link_cards = [pan(f"62258810000000{n}") for n in range(4)]
     issue_cards(home, link_cards, DEBIT_OPENING)
+    zak = zak_of(home)
     with running_issuer(home) as host:
         # 50 sales written back to back before reading a single answer.
         with host.connect() as client:
-            bodies = _sales(DEBIT_PAN, 1, 50, 100)
+            bodies = _sales(DEBIT_PAN, 1, 50, 100, zak)
             for body in bodies:
                 client.send(body)
             replies = [client.receive(REPLY_TIMEOUT_MS) for _ in bodies]
@@ -201,7 +202,7 @@ def test_pipelining_concurrency_and_bad_input(db_url: str, tmp_path: Path) -> No
         def run(n: int) -> None:
             try:
                 with host.connect() as link:
-                    bodies = _sales(link_cards[n], 101 + n * per_link, per_link, 100)
+                    bodies = _sales(link_cards[n], 101 + n * per_link, per_link, 100, zak)
                     pipeline(link, bodies, results[n], window=8)
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
@@ -223,7 +224,7 @@ def test_pipelining_concurrency_and_bad_input(db_url: str, tmp_path: Path) -> No
             assert balances(home, card) == (left, left)
 
         with host.connect() as live:
-            approved(exchange(live, sale(DEBIT_PAN, 100, 500)), "0210")
+            approved(exchange(live, sale(DEBIT_PAN, 100, 500), zak), "0210")
             # Bytes that are not a frame (an HTTP request) cost that connection only.
             with socket.create_connection(("127.0.0.1", host.port), timeout=5) as garbage:
                 garbage.sendall(b"GET / HTTP/1.1\r\nHost: issuer\r\n\r\n")
@@ -236,7 +237,7 @@ def test_pipelining_concurrency_and_bad_input(db_url: str, tmp_path: Path) -> No
             with socket.create_connection(("127.0.0.1", host.port), timeout=5) as hopeless:
                 hopeless.sendall(encode_frame(TPDU, b"\x99\x99garbage"))
                 assert closed_by_peer(hopeless, timeout_s=10)
-            approved(exchange(live, sale(DEBIT_PAN, 100, 501)), "0210")
+            approved(exchange(live, sale(DEBIT_PAN, 100, 501), zak), "0210")
         expected -= 200
         assert balances(home, DEBIT_PAN) == (expected, expected)
 

@@ -4,11 +4,14 @@ The switch's database gives the switch log and the terminal leg (closed batches 
 upload records) and also holds the day-end record, so "carried" and "claimed" are read in
 the same query; the issuer's database gives the postings. Rows travel as Arrow tables, one
 bulk insert per table, so the matcher sees plain columnar data whatever the store.
+
+:func:`insert_rows` is that last step on its own, public so that another source of rows (the
+simulator's in-memory stores) fills the same tables with the same column types.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -89,6 +92,15 @@ _ISS_TXN: Final = pa.schema(
 )
 
 
+#: Each input table's columns, in ``_tables`` order: what :func:`insert_rows` expects a row to be.
+INPUT_SCHEMAS: Final[Mapping[str, pa.Schema]] = {
+    "sw_txn": _SW_TXN,
+    "sw_batch": _SW_BATCH,
+    "sw_upload": _SW_UPLOAD,
+    "iss_txn": _ISS_TXN,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SwitchLeg:
     """What was loaded from the switch: sizes, and how far back the issuer must look."""
@@ -139,7 +151,7 @@ def load_switch_leg(
         .where(sa.or_(in_window, s.c.id.in_(carried_ids)))
         .order_by(s.c.id)
     ).all()
-    _insert(con, "sw_txn", _SW_TXN, rows)
+    insert_rows(con, "sw_txn", rows)
     batches = _load_batches(con, conn, {(r[3], r[5]) for r in rows}, currency)
     carried = sum(1 for r in rows if r[-1])
     earliest = min((r[16] for r in rows), default=day.start_ms)
@@ -161,7 +173,7 @@ def _load_batches(
         sa.select(b.c.terminal_id, b.c.batch_no, b.c.result, b.c.closed_at_ms, claimed)
     ).all()
     kept = [r for r in rows if not r[4] or (r[0], r[1]) in wanted]
-    _insert(con, "sw_batch", _SW_BATCH, kept)
+    insert_rows(con, "sw_batch", kept)
     keys = {(r[0], r[1]) for r in kept}
     u, t = upload_table, terminal_table
     uploads = conn.execute(
@@ -177,7 +189,7 @@ def _load_batches(
             sa.literal(currency),
         ).select_from(u.outerjoin(t, t.c.terminal_id == u.c.terminal_id))
     ).all()
-    _insert(con, "sw_upload", _SW_UPLOAD, [r for r in uploads if (r[0], r[1]) in keys])
+    insert_rows(con, "sw_upload", [r for r in uploads if (r[0], r[1]) in keys])
     return tuple(sorted((r[0], r[1]) for r in kept if not r[4]))
 
 
@@ -232,13 +244,13 @@ def load_issuer_leg(
         .order_by(t.c.id)
     ).all()
     kept = [r for r in rows if r[0] not in claimed]
-    _insert(con, "iss_txn", _ISS_TXN, kept)
+    insert_rows(con, "iss_txn", kept)
     return len(kept)
 
 
-def _insert(
-    con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema, rows: Sequence[Any]
-) -> None:
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Any]) -> None:
+    """Append ``rows`` (tuples in the columns' order) to the input ``table`` in one bulk insert."""
+    schema = INPUT_SCHEMAS[table]
     columns = _columns(rows, len(schema))
     arrays = [
         pa.array([bool(v) for v in col] if f.type == pa.bool_() else col, type=f.type)

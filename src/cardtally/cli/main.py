@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from cardtally import __version__
+from cardtally.cli import chaos as chaos_cli
 from cardtally.cli import dayend as dayend_cli
 from cardtally.cli import demo as demo_cli
 from cardtally.cli import home as home_cli
@@ -55,6 +56,7 @@ app.add_typer(dayend_cli.app, name="dayend")
 app.command("init")(home_cli.init_command)
 app.command("demo")(demo_cli.demo_command)
 app.command("lookup")(lookup_cli.lookup_command)
+app.command("chaos")(chaos_cli.chaos_command)
 
 
 def _version(value: bool) -> None:

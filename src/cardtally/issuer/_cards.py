@@ -6,7 +6,8 @@ runs in its caller's transaction and writes what it did to the event log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Final
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 from cardtally.issuer._model import Card, CardKind, CardStatus
 from cardtally.issuer._posting import funding_account_id, settlement_account_id
 from cardtally.issuer._schema import card_table
-from cardtally.issuer._store import SqlIssuerStore, card_from_row
+from cardtally.issuer._store import IssuerStore, SqlIssuerStore, card_from_row
 from cardtally.ledger import Account, AccountSpec, Ledger, SqlLedgerStore, Transfer, TransferSpec
 from cardtally.security import (
     DataKeys,
@@ -30,6 +31,8 @@ from cardtally.storage import append_event
 from cardtally.wire import Pan
 
 _MONTHS: Final = range(1, 13)
+# The card table's columns besides the PAN ciphertext are exactly the Card record's fields.
+_CARD_FIELDS: Final = tuple(f.name for f in fields(Card))
 
 
 class CardError(ValueError):
@@ -81,63 +84,101 @@ def add_card(
     conn: Connection, data_keys: DataKeys, keys: IssuerKeys, new: NewCard, now_ms: int
 ) -> Card:
     """Issue a card: its account (floor 0, or minus the credit line), opening balance, PIN."""
+
+    def insert(card: Card) -> None:
+        # Only the database keeps the PAN itself, encrypted; the rest is the card record.
+        protected = protect_pan(data_keys, new.pan)
+        assert protected.fingerprint == card.pan_fingerprint
+        values = {name: getattr(card, name) for name in _CARD_FIELDS}
+        values.update(kind=card.kind.value, status=card.status.value)
+        conn.execute(card_table.insert().values(pan_ciphertext=protected.ciphertext, **values))
+
+    return issue_card_on(SqlIssuerStore(conn), data_keys, keys, new, now_ms, insert=insert)
+
+
+def issue_card_on(
+    store: IssuerStore,
+    data_keys: DataKeys,
+    keys: IssuerKeys,
+    new: NewCard,
+    now_ms: int,
+    *,
+    insert: Callable[[Card], None],
+) -> Card:
+    """Issue a card through any store; ``insert`` keeps the card record, as the store can.
+
+    The card port has no "add a card" (the core never adds one), so the caller says how.
+    Both the operator's ``add_card`` (SQL) and the simulator's memory store issue through
+    here, so a simulated card is the very card an operator would have issued.
+    """
     check_expiry_text(new.expiry)
     if new.balance_minor < 0 or new.credit_limit_minor < 0:
         raise CardError("balance and credit limit must not be negative")
-    protected = protect_pan(data_keys, new.pan)
-    store = SqlIssuerStore(conn)
-    if store.card_by_fingerprint(protected.fingerprint) is not None:
+    fingerprint = pan_fingerprint(data_keys, new.pan)
+    if store.card_by_fingerprint(fingerprint) is not None:
         raise CardError(f"card {new.pan.masked} already exists")
-    card_id = f"card-{protected.fingerprint[:20]}"
-    kind = CardKind.CREDIT if new.credit_limit_minor > 0 else CardKind.DEBIT
-    ledger = Ledger(SqlLedgerStore(conn))
-    _open_issuer_accounts(ledger, new.currency, now_ms)
-    account = ledger.open_account(
-        AccountSpec(
-            f"account:{card_id}",
-            new.currency,
-            -new.credit_limit_minor,
-            f"{kind} card {new.pan.masked}",
-        ),
-        now_ms,
-    )
-    offset = make_pin_verification(keys.pvk, new.pan, new.pin).offset if new.pin else None
-    conn.execute(
-        card_table.insert().values(
-            id=card_id,
-            pan_fingerprint=protected.fingerprint,
-            pan_ciphertext=protected.ciphertext,
-            pan_masked=new.pan.masked,
-            expiry=new.expiry,
-            kind=kind.value,
-            status=CardStatus.ACTIVE.value,
-            currency=new.currency,
-            account_id=account.id,
-            credit_limit_minor=new.credit_limit_minor,
-            pin_offset=offset,
-            pin_tries=0,
-            no_pin_limit_minor=new.limits.no_pin_limit_minor,
-            per_txn_limit_minor=new.limits.per_txn_limit_minor,
-            daily_limit_minor=new.limits.daily_limit_minor,
-            created_at_ms=now_ms,
-        )
+    card_id = f"card-{fingerprint[:20]}"
+    ledger = Ledger(store.ledger)
+    account = _open_card_account(ledger, new, card_id, now_ms)
+    insert(
+        _card_record(new, keys, now_ms, card_id=card_id, fingerprint=fingerprint, account=account)
     )
     if new.balance_minor:
-        deposit = TransferSpec(
-            id=f"opening:{card_id}",
-            debit_account_id=funding_account_id(new.currency),
-            credit_account_id=account.id,
-            amount_minor=new.balance_minor,
-            currency=new.currency,
-            reference="opening balance",
-        )
-        ledger.transfer(deposit, now_ms)
-    append_event(
-        conn, now_ms, "issuer.card_added", card_id, {"card": new.pan.masked, "kind": kind.value}
-    )
+        _deposit_opening_balance(ledger, new, card_id, account, now_ms)
+    detail = {"card": new.pan.masked, "kind": _card_kind(new).value}
+    store.log_event(now_ms, "issuer.card_added", card_id, detail)
     card = store.card(card_id)
     assert card is not None
     return card
+
+
+def _open_card_account(ledger: Ledger, new: NewCard, card_id: str, now_ms: int) -> Account:
+    """The card's account (floor: minus the credit line), and the issuer's own if missing."""
+    _open_issuer_accounts(ledger, new.currency, now_ms)
+    label = f"{_card_kind(new)} card {new.pan.masked}"
+    spec = AccountSpec(f"account:{card_id}", new.currency, -new.credit_limit_minor, label)
+    return ledger.open_account(spec, now_ms)
+
+
+def _deposit_opening_balance(
+    ledger: Ledger, new: NewCard, card_id: str, account: Account, now_ms: int
+) -> None:
+    deposit = TransferSpec(
+        id=f"opening:{card_id}",
+        debit_account_id=funding_account_id(new.currency),
+        credit_account_id=account.id,
+        amount_minor=new.balance_minor,
+        currency=new.currency,
+        reference="opening balance",
+    )
+    ledger.transfer(deposit, now_ms)
+
+
+def _card_kind(new: NewCard) -> CardKind:
+    return CardKind.CREDIT if new.credit_limit_minor > 0 else CardKind.DEBIT
+
+
+def _card_record(
+    new: NewCard, keys: IssuerKeys, now_ms: int, *, card_id: str, fingerprint: str, account: Account
+) -> Card:
+    offset = make_pin_verification(keys.pvk, new.pan, new.pin).offset if new.pin else None
+    return Card(
+        id=card_id,
+        pan_fingerprint=fingerprint,
+        pan_masked=new.pan.masked,
+        expiry=new.expiry,
+        kind=_card_kind(new),
+        status=CardStatus.ACTIVE,
+        currency=new.currency,
+        account_id=account.id,
+        credit_limit_minor=new.credit_limit_minor,
+        pin_offset=offset,
+        pin_tries=0,
+        no_pin_limit_minor=new.limits.no_pin_limit_minor,
+        per_txn_limit_minor=new.limits.per_txn_limit_minor,
+        daily_limit_minor=new.limits.daily_limit_minor,
+        created_at_ms=now_ms,
+    )
 
 
 def _open_issuer_accounts(ledger: Ledger, currency: str, now_ms: int) -> None:

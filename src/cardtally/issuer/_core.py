@@ -9,6 +9,14 @@ Every financial request or advice is keyed by the acquirer (see
 ``request_key``). A repeat gets the stored answer, never a second posting; the
 same key saying something else gets 94. Declines are recorded with their reason
 and move no money.
+
+With a zone MAC key (``IssuerKeys.zak``) the acquirer link is authenticated both
+ways: every request but an echo test must carry an X9.19 MAC that verifies over
+the bytes received, and every answer is signed (:meth:`IssuerCore.encode_answer`).
+A request that fails is refused with *no* answer and no change: it may be a
+corrupted copy of something the acquirer never sent, and any answer to it (even
+A0) could be taken as final by the switch, as one to a reversal advice would be.
+The switch's deadline or its advice queue takes it from there.
 """
 
 from __future__ import annotations
@@ -54,14 +62,24 @@ from cardtally.ledger import (
 )
 from cardtally.money import Money
 from cardtally.notices import Notice, NoticeKind
-from cardtally.security import DataKeys, IssuerKeys, pan_fingerprint
-from cardtally.wire import Message, Pan, PanError
+from cardtally.security import (
+    DataKeys,
+    IssuerKeys,
+    MacAlgorithm,
+    message_mac_ok,
+    pan_fingerprint,
+    sign_message,
+)
+from cardtally.wire import Message, Pan, PanError, encode_message
 from cardtally.wire import _codes as rc
 from cardtally.wire._mti import is_request
 
 DAY_MS: Final = 86_400_000
 NETWORK_MANAGEMENT: Final = frozenset({"0800"})
 FINANCIAL: Final = frozenset({"0100", "0200", "0220", "0400", "0401", "0420", "0421"})
+#: The MAC on the acquirer-issuer link, under the zone MAC key (docs/wire-profile.md).
+LINK_MAC_ALGORITHM: Final = MacAlgorithm.X9_19
+LINK_MAC_REFUSED: Final = "MAC missing or wrong on the acquirer link"
 #: Kinds whose approval counts against the daily limit (a completion was counted as its hold).
 _DAILY_KINDS: Final = (TxnKind.SALE, TxnKind.PREAUTH)
 _FUNDS_CODES: Final = frozenset({LedgerErrorCode.EXCEEDS_FLOOR})
@@ -98,9 +116,18 @@ class IssuerCore:
 
     # --- entry points -------------------------------------------------------------
 
-    def handle(self, message: Message, now_ms: int, store: IssuerStore) -> Outcome:
+    def handle(  # noqa: PLR0911 - one return per rule, in the order they apply
+        self, message: Message, now_ms: int, store: IssuerStore, raw: bytes | None = None
+    ) -> Outcome:
+        """Answer ``message``; ``raw`` is the bytes it was decoded from (for the link MAC).
+
+        With a zone MAC key, a request other than an echo test whose MAC is missing or does
+        not verify over ``raw`` (``None`` counts as missing) changes nothing and gets no answer.
+        """
         if message.mti in NETWORK_MANAGEMENT:
             return Outcome(message.response(rc.APPROVED, _link_fields(message)), "echo", "00", "")
+        if not self._link_mac_ok(message, raw):
+            return Outcome(None, "refused", rc.MAC_ERROR, LINK_MAC_REFUSED)
         if message.mti not in FINANCIAL:
             return _unanswered(message, rc.INVALID_TRANSACTION, "not a request the issuer serves")
         missing = [n for n in KEY_FIELDS if n not in message]
@@ -116,6 +143,18 @@ class IssuerCore:
         request = IssuerRequest(message, key, kind, LocalTime.of(now_ms))
         decision = self._decide(request, store)
         return self._conclude(request, decision, digest, store)
+
+    def encode_answer(self, response: Message) -> bytes:
+        """An answer as sent: signed under the zone MAC key when there is one."""
+        if self._keys.zak is None:
+            return encode_message(response)
+        return sign_message(response, LINK_MAC_ALGORITHM, self._keys.zak)
+
+    def _link_mac_ok(self, message: Message, raw: bytes | None) -> bool:
+        zak = self._keys.zak
+        if zak is None:
+            return True
+        return raw is not None and message_mac_ok(raw, message, LINK_MAC_ALGORITHM, zak)
 
     def tick(self, now_ms: int, store: IssuerStore) -> list[Transfer]:
         """Release pre-authorisation holds whose time has passed."""

@@ -56,7 +56,7 @@ class IssuerService:
                 except DecodeError as exc:
                     answers.append(self._malformed(request, exc))
                     continue
-                answers.append(self._one(conn, store, message, now_ms))
+                answers.append(self._one(conn, store, message, request.body, now_ms))
         # Committed: from here on the answers may leave.
         replies = [self._reply(answer) for answer in answers]
         if any(isinstance(a, Outcome) and a.notices for a in answers):
@@ -71,11 +71,11 @@ class IssuerService:
             log_event(self._logger, "issuer.holds_expired", count=len(released))
 
     def _one(
-        self, conn: Connection, store: SqlIssuerStore, message: Message, now_ms: int
+        self, conn: Connection, store: SqlIssuerStore, message: Message, raw: bytes, now_ms: int
     ) -> Outcome:
         savepoint = conn.begin_nested()
         try:
-            outcome = self._core.handle(message, now_ms, store)
+            outcome = self._core.handle(message, now_ms, store, raw)
         except Exception as exc:
             savepoint.rollback()
             # A bug or a database fault: this request is undone and answered 96; the
@@ -103,9 +103,8 @@ class IssuerService:
             mti=mti,
             error=str(exc),
         )
-        if mti not in _ANSWERABLE:
-            return Reply(None, close=True)
-        return Reply(encode_message(Message(response_mti(mti), {39: rc.FORMAT_ERROR})))
+        body = malformed_answer(request.body)
+        return Reply(None, close=True) if body is None else Reply(body)
 
     def _reply(self, answer: Reply | Outcome) -> Reply:
         if isinstance(answer, Reply):
@@ -122,7 +121,9 @@ class IssuerService:
             stan=response.stan if response else "-",
             terminal=response.terminal_id if response else "-",
         )
-        return Reply(None if response is None else encode_message(response))
+        # Every answer from the core, repeats from the log included, goes out signed under
+        # the zone MAC key when the link has one.
+        return Reply(None if response is None else self._core.encode_answer(response))
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.result == "approved":
@@ -135,3 +136,15 @@ class IssuerService:
             self._counters.inc("reversals", outcome.response_code)
         if outcome.notices:
             self._counters.inc("notices_written", by=len(outcome.notices))
+
+
+def malformed_answer(body: bytes) -> bytes | None:
+    """30 to an undecodable request of a type the issuer serves; ``None``: close the link.
+
+    Never signed, even with a zone MAC key: it carries nothing but its MTI and field 39,
+    matches nothing at the switch (no trace number), and a switch with the key ignores it.
+    """
+    mti = body[:_MTI_BYTES].hex()
+    if mti not in _ANSWERABLE:
+        return None
+    return encode_message(Message(response_mti(mti), {39: rc.FORMAT_ERROR}))

@@ -7,9 +7,12 @@ too. It does not copy the CHECK constraints: those back the ledger's own checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from cardtally.ledger._model import Account, Transfer, TransferKind
+
+_V = TypeVar("_V")
 
 
 class MemoryLedgerStore:
@@ -20,6 +23,10 @@ class MemoryLedgerStore:
         self._transfers: dict[str, Transfer] = {}
         self._resolutions: dict[str, Transfer] = {}
 
+    def _set(self, mapping: dict[str, _V], key: str, value: _V) -> None:
+        """Every change of state goes through here, so a subclass can make changes undoable."""
+        mapping[key] = value
+
     def account(self, account_id: str) -> Account | None:
         return self._accounts.get(account_id)
 
@@ -27,20 +34,24 @@ class MemoryLedgerStore:
         # The same refusals a primary key gives the SQL store.
         if account.id in self._accounts:
             raise KeyError(f"account {account.id!r} exists")
-        self._accounts[account.id] = account
+        self._set(self._accounts, account.id, account)
 
     def save_balances(self, account: Account) -> None:
         stored = self._accounts[account.id]
-        self._accounts[account.id] = Account(
-            id=stored.id,
-            currency=stored.currency,
-            floor_minor=stored.floor_minor,
-            label=stored.label,
-            created_at_ms=stored.created_at_ms,
-            debits_posted=account.debits_posted,
-            credits_posted=account.credits_posted,
-            debits_pending=account.debits_pending,
-            credits_pending=account.credits_pending,
+        self._set(
+            self._accounts,
+            account.id,
+            Account(
+                id=stored.id,
+                currency=stored.currency,
+                floor_minor=stored.floor_minor,
+                label=stored.label,
+                created_at_ms=stored.created_at_ms,
+                debits_posted=account.debits_posted,
+                credits_posted=account.credits_posted,
+                debits_pending=account.debits_pending,
+                credits_pending=account.credits_pending,
+            ),
         )
 
     def transfer(self, transfer_id: str) -> Transfer | None:
@@ -53,16 +64,22 @@ class MemoryLedgerStore:
         if transfer.pending_id is not None:
             if transfer.pending_id in self._resolutions:
                 raise KeyError(f"pending {transfer.pending_id!r} is resolved already")
-            self._resolutions[transfer.pending_id] = transfer
-        self._transfers[transfer.id] = transfer
+            self._set(self._resolutions, transfer.pending_id, transfer)
+        self._set(self._transfers, transfer.id, transfer)
 
     def resolution_of(self, pending_id: str) -> Transfer | None:
         return self._resolutions.get(pending_id)
 
     def expired_pending(self, now_ms: int, limit: int) -> list[Transfer]:
+        return self._earliest_expired(self._transfers.values(), now_ms, limit)
+
+    def _earliest_expired(
+        self, candidates: Iterable[Transfer], now_ms: int, limit: int
+    ) -> list[Transfer]:
+        """The contract of ``expired_pending`` over ``candidates`` (a subset, or everything)."""
         expired = [
             t
-            for t in self._transfers.values()
+            for t in candidates
             if t.kind is TransferKind.PENDING
             and t.expires_at_ms is not None
             and t.expires_at_ms <= now_ms

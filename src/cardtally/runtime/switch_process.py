@@ -334,8 +334,10 @@ def build_switch(config: Config, *, logger: logging.Logger) -> SwitchShell:
         advice_backoff_max_ms=settings.advice_backoff_max_ms,
         advice_batch_max=settings.advice_batch_max,
     )
-    # One home, one zone: the switch shares the issuer's zone PIN key (see docs/switch.md).
-    core = SwitchCore(load_issuer_keys(config.home).zpk, policy)
+    # One home, one zone: the switch shares the issuer's zone PIN key and zone MAC key (None
+    # for a key file from before the link MAC: the link then goes unsigned; docs/switch.md).
+    keys = load_issuer_keys(config.home)
+    core = SwitchCore(keys.zpk, policy, keys.zak)
     counters = Counters()
     for name in SWITCH_COUNTERS:
         counters.inc(name, by=0)

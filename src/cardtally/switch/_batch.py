@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
-from cardtally.security import encode_signon_keys, generate_working_keys
+from cardtally.security import WorkingKeys, encode_signon_keys
 from cardtally.switch._answers import encode_answer
 from cardtally.switch._context import RequestContext, answer_logged, refuse
 from cardtally.switch._effects import Answer
@@ -23,7 +24,9 @@ _NOT_BALANCED: Final = "2"
 _NO_REFERENCE: Final = rrn_of(0)
 
 
-def network_management(ctx: RequestContext, store: SwitchStore) -> Answer:
+def network_management(
+    ctx: RequestContext, store: SwitchStore, new_keys: Callable[[], WorkingKeys]
+) -> Answer:
     """0800: sign-on delivers new working keys under the master key; echo just answers."""
     code = network_code(ctx.message)
     echoed = {n: v for n, v in ctx.message.fields.items() if n in (11, 41, 42)}
@@ -34,7 +37,7 @@ def network_management(ctx: RequestContext, store: SwitchStore) -> Answer:
         return Answer(encode_answer("0800", fields, None, None), outcome="echo", code="00")
     if code != _SIGN_ON:
         return refuse(ctx.message, rc.INVALID_TRANSACTION, f"network code {code!r} not served")
-    keys = generate_working_keys()
+    keys = new_keys()
     store.sign_on(ctx.terminal.terminal_id, keys, ctx.now_ms)
     store.log_event(ctx.now_ms, "switch.signed_on", None, {"terminal": ctx.terminal.terminal_id})
     fields[60] = f"00{batch}{_SIGN_ON}"

@@ -11,15 +11,26 @@ The rules that keep the promise, all here:
 - a transaction forwarded and not answered in time is answered 98 and gets a reversal advice
   in the persistent queue, in the same transaction; an answer that comes later is not relayed;
 - a terminal reversal of anything that may have moved money becomes a queued advice, and the
-  terminal is answered once the advice is durable: from then on it is the switch's to deliver.
+  terminal is answered once the advice is durable: from then on it is the switch's to deliver;
+- with a zone MAC key (ZAK), everything sent to the issuer is signed (X9.19) and an issuer
+  message whose MAC is missing or wrong is ignored: never relayed, never an acknowledgement.
+  A forward then meets its deadline (98 and a reversal advice), an advice is simply sent again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from cardtally.security import PinBlockError, message_mac_ok
+from cardtally.security import (
+    MacAlgorithm,
+    PinBlockError,
+    WorkingKeys,
+    generate_working_keys,
+    message_mac_ok,
+    sign_message,
+)
 from cardtally.switch import _batch
 from cardtally.switch._answers import answer_fields, encode_answer
 from cardtally.switch._context import RequestContext, answer_logged, open_txn, refuse
@@ -80,6 +91,8 @@ _MTI_BYTES: Final = 2
 _RETRY_CODES: Final = frozenset({rc.SYSTEM_MALFUNCTION, rc.ISSUER_TIMEOUT})
 #: An acknowledged reversal that leaves nothing in effect at the issuer.
 _UNDONE_CODES: Final = frozenset({rc.APPROVED, rc.ORIGINAL_NOT_FOUND})
+#: The MAC on the acquirer-issuer link, under the zone MAC key (docs/wire-profile.md).
+LINK_MAC_ALGORITHM: Final = MacAlgorithm.X9_19
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +101,29 @@ class SwitchPolicy:
     advice_backoff_min_ms: int = 500
     advice_backoff_max_ms: int = 30_000
     advice_batch_max: int = 64
+    #: Where sign-on keys come from: the OS CSPRNG; the simulator passes a seeded source so
+    #: a run replays byte for byte.
+    new_working_keys: Callable[[], WorkingKeys] = generate_working_keys
 
     def backoff_ms(self, attempts: int) -> int:
         return int(min(self.advice_backoff_max_ms, self.advice_backoff_min_ms << min(attempts, 20)))
 
 
 class SwitchCore:
-    def __init__(self, zone_pin_key: bytes, policy: SwitchPolicy) -> None:
+    """The switch's rules; ``zone_mac_key`` (the ZAK) turns the issuer link's MAC on.
+
+    Without a ZAK (a home whose key file predates it) messages to the issuer go unsigned and
+    issuer messages are taken as they come, as before. With one, there is no such leniency:
+    an issuer answer without a MAC is ignored like one with a wrong MAC, since the issuer
+    that shares the key signs every answer.
+    """
+
+    def __init__(
+        self, zone_pin_key: bytes, policy: SwitchPolicy, zone_mac_key: bytes | None = None
+    ) -> None:
         self._zone_pin_key = zone_pin_key
         self._policy = policy
+        self._zone_mac_key = zone_mac_key
 
     # -- terminal side -----------------------------------------------------------------------
 
@@ -119,7 +146,7 @@ class SwitchCore:
         if isinstance(checked, Answer):
             return checked
         if mti == "0800":
-            return _batch.network_management(checked, store)
+            return _batch.network_management(checked, store, self._policy.new_working_keys)
         stored = store.request(checked.key)
         if stored is not None:
             return self._repeat(checked, stored, store)
@@ -226,7 +253,7 @@ class SwitchCore:
             ctx.now_ms,
         )
         return Forward(
-            txn.id, route.link_id, encode_message(forwarded), ctx.now_ms + route.timeout_ms
+            txn.id, route.link_id, self._to_issuer(forwarded), ctx.now_ms + route.timeout_ms
         )
 
     def _translate_pin(
@@ -281,6 +308,9 @@ class SwitchCore:
             return Ignored("undecodable")
         if message.mti == "0810":
             return Ignored("echo answer")
+        problem = self._link_mac_problem(raw, message)
+        if problem is not None:
+            return Ignored(problem)
         txn = store.txn_by_issuer_key(message.stan or "", message.get(7) or "")
         if txn is None:
             return Ignored("matches nothing forwarded")
@@ -302,6 +332,22 @@ class SwitchCore:
             # Reversed while in flight (by the terminal): its waiters get 98 now.
             return self._answer_waiters(txn, now_ms, store)
         return Ignored("late: the stored reversal undoes it", txn.id)
+
+    def _link_mac_problem(self, raw: bytes, message: Message) -> str | None:
+        """Why an issuer message fails the link MAC, or None (it verifies, or the link has none)."""
+        if self._zone_mac_key is None:
+            return None
+        if message.mac is None:
+            return "MAC missing on the issuer link"
+        if not message_mac_ok(raw, message, LINK_MAC_ALGORITHM, self._zone_mac_key):
+            return "MAC wrong on the issuer link"
+        return None
+
+    def _to_issuer(self, message: Message) -> bytes:
+        """``message`` as sent to the issuer: signed under the ZAK when the link has one."""
+        if self._zone_mac_key is None:
+            return encode_message(message)
+        return sign_message(message, LINK_MAC_ALGORITHM, self._zone_mac_key)
 
     def _relay(self, txn: Txn, message: Message, now_ms: int, store: SwitchStore) -> TerminalAnswer:
         code = message.response_code or rc.ISSUER_TIMEOUT
@@ -405,7 +451,7 @@ class SwitchCore:
                 now_ms + self._policy.backoff_ms(advice.attempts),
             )
             sends.append(
-                AdviceSend(advice.id, advice.link_id, encode_message(message), advice.attempts)
+                AdviceSend(advice.id, advice.link_id, self._to_issuer(message), advice.attempts)
             )
         return sends
 

@@ -131,7 +131,7 @@ class SwitchService:
                 error=type(exc).__name__,
                 peer=request.peer,
             )
-            return _system_malfunction(request.body)
+            return system_malfunction(request.body)
         savepoint.commit()
         return outcome
 
@@ -225,7 +225,8 @@ class SwitchService:
             )
 
 
-def _system_malfunction(raw: bytes) -> Answer:
+def system_malfunction(raw: bytes) -> Answer:
+    """The answer to a request whose handling failed unexpectedly: 96, nothing kept."""
     try:
         message = decode_message(raw)
     except DecodeError:

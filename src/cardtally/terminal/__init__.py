@@ -37,6 +37,7 @@ from cardtally.terminal._core import (
 )
 from cardtally.terminal._errors import TerminalError
 from cardtally.terminal._journal import Journal, installed_terminals, journal_path
+from cardtally.terminal._journal_port import JournalPort
 from cardtally.terminal._model import (
     REVERSAL_TRIES_MAX,
     JournalTxn,
@@ -74,6 +75,7 @@ __all__ = [
     "Detail",
     "Done",
     "Journal",
+    "JournalPort",
     "JournalTxn",
     "NoAnswer",
     "Outcome",

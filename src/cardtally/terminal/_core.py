@@ -40,7 +40,7 @@ from cardtally.terminal._commands import (
     Unlock,
     Void,
 )
-from cardtally.terminal._journal import Journal
+from cardtally.terminal._journal_port import JournalPort
 from cardtally.terminal._matching import REASON_NO_ANSWER, Verdict, check_answer
 from cardtally.terminal._model import (
     REVERSAL_TRIES_MAX,
@@ -126,7 +126,7 @@ class RefusedError(Exception):
 class TerminalCore:
     """One terminal, one command at a time (see the module docstring)."""
 
-    def __init__(self, journal: Journal, *, timeout_ms: int = TIMEOUT_MS_DEFAULT) -> None:
+    def __init__(self, journal: JournalPort, *, timeout_ms: int = TIMEOUT_MS_DEFAULT) -> None:
         assert timeout_ms > 0, "a response timeout must be positive"
         self.journal = journal
         self.timeout_ms = timeout_ms

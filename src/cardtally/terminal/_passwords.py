@@ -25,10 +25,15 @@ def check_password_text(password: str, what: str) -> None:
         )
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(_SALT_BYTES)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P)
-    return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
+def hash_password(password: str, *, cost_n: int = _N, salt: bytes | None = None) -> str:
+    """An scrypt hash that carries its own parameters, so a check needs nothing else.
+
+    ``cost_n`` and ``salt`` are for the simulator only: it checks thousands of passwords a
+    second and must replay byte for byte, so it hashes with the least cost and a seeded salt.
+    """
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=cost_n, r=_R, p=_P)
+    return f"scrypt${cost_n}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
