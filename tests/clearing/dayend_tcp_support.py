@@ -40,7 +40,7 @@ from cardtally.runtime import wall_clock_ms
 from cardtally.storage import open_engine, sqlite_url, transaction
 from cardtally.wire import LOCAL_TIME
 from tests.issuer.messages import DEBIT_PAN
-from tests.issuer.tcp_support import notice_lines
+from tests.issuer.tcp_support import drop_zone_mac_key, notice_lines
 from tests.switch.tcp_support import LINK, MERCHANT, Network, run_cli
 from tests.terminal.proxy import FaultProxy
 from tests.terminal.tcp_support import (
@@ -326,12 +326,14 @@ def _install(net: Network, switch_db: str, terminal_id: str, merchant: str) -> T
 
 @contextmanager
 def dayend_network(
-    root: Path, *, issuer_proxy: bool = False, d0_merchant: bool = False
+    root: Path, *, issuer_proxy: bool = False, d0_merchant: bool = False, link_mac: bool = True
 ) -> Iterator[DayendNet]:
     """Issuer and switch running and linked (through a :class:`FaultProxy` with
     ``issuer_proxy``), terminal :data:`~tests.terminal.tcp_support.TERMINAL_ID` installed and
     signed on, and with ``d0_merchant`` the D0 merchant's terminal too. SQLite databases under
-    ``root``; the hosts are stopped, then the proxy closed, on the way out."""
+    ``root``; the hosts are stopped, then the proxy closed, on the way out. Without
+    ``link_mac`` the home's key file is one from before the zone MAC key: the switch-issuer
+    link carries no MAC."""
     issuer_db = sqlite_url(root / "issuer.sqlite3")
     switch_db = sqlite_url(root / "switch.sqlite3")
     with ExitStack() as outer, Network(root, issuer_db, switch_db) as net:
@@ -352,6 +354,8 @@ def dayend_network(
                 "--merchant",
                 D0_MERCHANT,
             )
+        if not link_mac:
+            drop_zone_mac_key(net.home)
         issuer = net.start_issuer()
         proxy = None
         if issuer_proxy:

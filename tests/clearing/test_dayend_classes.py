@@ -557,10 +557,19 @@ def test_switch_restored_from_backup_refunds_nothing_behind_the_receipt(
 # --- 6. amount_mismatch: field 4 changed on the switch -> issuer link -------------------------
 
 
+@pytest.fixture
+def via_link_proxy_without_mac(tmp_path: Path) -> Iterator[DayendNet]:
+    """A home whose key file predates the zone MAC key: nothing on the switch -> issuer link
+    says a field was changed, so the issuer acts on what it receives."""
+    with dayend_network(tmp_path, issuer_proxy=True, link_mac=False) as day:
+        yield day
+
+
 def test_amount_changed_in_transit_is_an_amount_mismatch_not_cleared(
-    via_link_proxy: DayendNet,
+    via_link_proxy_without_mac: DayendNet,
 ) -> None:
-    day, term, link = via_link_proxy, via_link_proxy.term, via_link_proxy.link_proxy
+    day, term = via_link_proxy_without_mac, via_link_proxy_without_mac.term
+    link = day.link_proxy
     assert link is not None
     opening = day.balance()
 
@@ -589,6 +598,43 @@ def test_amount_changed_in_transit_is_an_amount_mismatch_not_cleared(
     assert day.actions() == []
     assert day.balance() == opening - 7100
     assert day.notices() == [("debit", "sale", 7100)]
+
+
+def test_amount_changed_in_transit_under_the_link_mac_is_refused_and_moves_nothing(
+    via_link_proxy: DayendNet,
+) -> None:
+    """The same change on a home with a zone MAC key: the issuer refuses the request
+    unanswered, the terminal gets 98, the reversal advice finds nothing, and no money moved."""
+    day, term, link = via_link_proxy, via_link_proxy.term, via_link_proxy.link_proxy
+    assert link is not None
+    opening = day.balance()
+
+    def one_yuan_more(message: Message) -> Message:
+        return message.with_fields({4: f"{int(message.fields[4]) + 100:012d}"})
+
+    link.rewrite_requests("0200", one_yuan_more)
+    code, failed = term.sale("70.00")
+    assert link.rewritten == ["0200"]
+    assert (code, failed["code"]) == (1, "98"), failed
+    rrn = _rrn(failed)
+    day.wait_state(rrn, "reversed")  # the advice was answered 25: nothing to undo
+    assert day.balance() == opening
+    assert day.notices() == []
+    assert day.net.issuer is not None
+    assert 'reason="MAC missing or wrong on the acquirer link"' in day.net.issuer.log()
+    assert day.settle()["result"] == "balanced"
+
+    today = day.today()
+    summary = day.run_dayend(today)
+
+    assert _classes(summary) == {"unsuccessful": 1}, summary
+    assert _verdicts(day, today) == {
+        int(rrn): ("unsuccessful", "reversed; nothing in effect at the issuer", None)
+    }
+    assert summary["refunds"] == NO_REFUND
+    assert day.cleared(today) == []
+    assert day.actions() == []
+    assert day.balance() == opening
 
 
 # --- 7. awaiting_batch, then matched the next day -------------------------------------------

@@ -44,9 +44,9 @@ class Bank:
     keys: IssuerKeys
     data_keys: DataKeys
 
-    def run(self, message: Message, now_ms: int = NOON) -> Outcome:
+    def run(self, message: Message, now_ms: int = NOON, raw: bytes | None = None) -> Outcome:
         with transaction(self.engine) as conn:
-            return self.core.handle(message, now_ms, SqlIssuerStore(conn))
+            return self.core.handle(message, now_ms, SqlIssuerStore(conn), raw)
 
     def tick(self, now_ms: int) -> int:
         with transaction(self.engine) as conn:
@@ -93,9 +93,10 @@ class Bank:
             return list(verify(SqlLedgerStore(conn)))
 
 
-def open_bank(url: str) -> Bank:
+def open_bank(url: str, *, zak: bytes | None = None) -> Bank:
+    """An issuer on ``url`` with a debit and a credit card; ``zak``: its link is MACed."""
     engine = open_issuer_database(url, NOON)
-    keys = IssuerKeys(pvk=generate_master_key(), zpk=generate_master_key())
+    keys = IssuerKeys(pvk=generate_master_key(), zpk=generate_master_key(), zak=zak)
     data_keys = DataKeys(secrets.token_bytes(32), secrets.token_bytes(32))
     bank = Bank(engine, IssuerCore(keys, data_keys, IssuerPolicy()), keys, data_keys)
     bank.add(DEBIT_PAN, balance_minor=100_000)  # CNY 1,000.00

@@ -28,6 +28,7 @@ from cardtally.issuer import CardLimits, NewCard, add_card, find_card, open_issu
 from cardtally.runtime import SyncFrameClient
 from cardtally.security import (
     MacAlgorithm,
+    issuer_keys_path,
     load_data_keys,
     load_issuer_keys,
     message_mac_ok,
@@ -160,6 +161,18 @@ def zak_of(home: Path) -> bytes:
     zak = load_issuer_keys(home).zak
     assert zak is not None, "a home made by init has a zone MAC key"
     return zak
+
+
+def drop_zone_mac_key(home: Path) -> None:
+    """Make the home's key file one from before the link MAC: PVK and ZPK, no ZAK.
+
+    Switch and issuer started afterwards run the link unsigned, as every home did then.
+    """
+    path = issuer_keys_path(home)
+    text = path.read_text(encoding="ascii").strip()
+    assert len(text) == 96, "init writes PVK, ZPK and ZAK"
+    path.write_text(text[:64] + "\n", encoding="ascii")  # the file keeps its mode 0600
+    assert load_issuer_keys(home).zak is None
 
 
 def signed(message: Message, zak: bytes) -> bytes:

@@ -61,8 +61,8 @@ def test_a_request_that_fails_is_undone_alone_and_answered_96(
 ) -> None:
     real = bank.core.handle
 
-    def flaky(message: Message, now_ms: int, store: object) -> Outcome:
-        outcome = real(message, now_ms, store)  # type: ignore[arg-type]
+    def flaky(message: Message, now_ms: int, store: object, raw: bytes | None = None) -> Outcome:
+        outcome = real(message, now_ms, store, raw)  # type: ignore[arg-type]
         if message.stan == "000002":
             raise RuntimeError("disk on fire")  # after the core wrote its postings
         return outcome

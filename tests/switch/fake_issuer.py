@@ -16,7 +16,12 @@ records it, and answers per its script, keyed by the kind of request:
 ``garbage``    answer with a frame whose message cannot be decoded
 ``noise``      answer with bytes that are not a frame at all
 ``ack``        (advices) answer 0430 00
+``unsigned``   answer 00 without a MAC (only wrong when the fake has the zone MAC key)
+``forged``     answer 00 with a MAC under a key that is not the zone MAC key
 =============  ==============================================================================
+
+Given the home's zone MAC key (``zak``), the fake signs its answers with it (X9.19), as the
+real issuer does, and records whether each request's MAC verified (:attr:`Received.mac_ok`).
 
 Every script but ``decline`` debits the card when the request arrives, as a real issuer does
 before its answer is delayed or lost: that is the worst case the switch has to put right.
@@ -36,6 +41,7 @@ from types import TracebackType
 from typing import Final, Literal, Self
 
 from cardtally.runtime._frames import split_frame
+from cardtally.security import MacAlgorithm, message_mac_ok, sign_message
 from cardtally.wire import (
     DecodeError,
     FrameDecoder,
@@ -50,14 +56,27 @@ from cardtally.wire import (
 
 HOST: Final = "127.0.0.1"
 Action = Literal[
-    "approve", "decline", "silent", "late", "slow", "twice", "drop", "garbage", "noise", "ack"
+    "approve",
+    "decline",
+    "silent",
+    "late",
+    "slow",
+    "twice",
+    "drop",
+    "garbage",
+    "noise",
+    "ack",
+    "unsigned",
+    "forged",
 ]
 Kind = Literal["sale", "balance", "void", "advice", "echo", "other"]
 #: Fields an answer echoes besides Message.response's: how the switch matches it (11 + 7).
 _LINK_ECHO: Final = (7, 32, 33, 37, 90)
 _DEBITS: Final = frozenset(
-    {"approve", "silent", "late", "slow", "twice", "drop", "garbage", "noise"}
+    {"approve", "silent", "late", "slow", "twice", "drop", "garbage", "noise", "unsigned", "forged"}
 )
+#: Not the zone MAC key of any home (init draws keys at random): what ``forged`` signs with.
+_FORGER_KEY: Final = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 _NOT_A_FRAME: Final = b"\xff\xffTHIS IS NOT A FRAME\r\n"
 _POLL_S: Final = 0.01
 
@@ -82,6 +101,8 @@ class Received:
     kind: Kind
     action: Action
     at: float  # time.monotonic()
+    #: Whether the request's MAC verified under the zone MAC key; None when the fake has none.
+    mac_ok: bool | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -98,6 +119,7 @@ class FakeIssuer:
         *,
         late_s: float = 4.0,
         slow_s: float = 1.0,
+        zak: bytes | None = None,
     ) -> None:
         self._script: dict[Kind, Action] = {
             "sale": "approve",
@@ -110,6 +132,7 @@ class FakeIssuer:
         self._script.update(script or {})
         self.late_s = late_s
         self.slow_s = slow_s
+        self.zak = zak
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._debited: dict[tuple[str, str], Message] = {}
@@ -246,9 +269,12 @@ class FakeIssuer:
         """Record and act on one request; False when the connection is to be dropped."""
         message = decode_message(raw)  # the switch sends nothing undecodable
         kind = kind_of(message)
+        mac_ok = None
+        if self.zak is not None:
+            mac_ok = message_mac_ok(raw, message, MacAlgorithm.X9_19, self.zak)
         with self._lock:
             action = self._script[kind]
-            received = Received(message, kind, action, time.monotonic())
+            received = Received(message, kind, action, time.monotonic(), mac_ok)
             self._received.append(received)
             if kind == "sale" and action in _DEBITS:
                 self._debited.setdefault(received.key, message)
@@ -265,8 +291,7 @@ class FakeIssuer:
         if action == "garbage":
             writer.write(encode_frame(tpdu, bytes.fromhex("0210") + b"\xff\xfe garbage"))
             return True
-        body = encode_message(_response(message, "51" if action == "decline" else "00"))
-        frame = encode_frame(tpdu, body)
+        frame = encode_frame(tpdu, self._encode(_response(message, action), action))
         if action == "late":
             self._loop.call_later(self.late_s, self._write, writer, frame, kind)
         elif action == "slow":
@@ -278,6 +303,14 @@ class FakeIssuer:
             self._write(writer, frame, kind)
         return True
 
+    def _encode(self, response: Message, action: Action) -> bytes:
+        """The answer as sent: signed under the zone MAC key, unless told otherwise."""
+        if action == "forged":
+            return sign_message(response, MacAlgorithm.X9_19, _FORGER_KEY)
+        if self.zak is None or action == "unsigned":
+            return encode_message(response)
+        return sign_message(response, MacAlgorithm.X9_19, self.zak)
+
     def _write(self, writer: asyncio.StreamWriter, frame: bytes, kind: Kind) -> None:
         if writer.transport.is_closing():
             return
@@ -286,7 +319,8 @@ class FakeIssuer:
             self._answers_sent[kind] = self._answers_sent.get(kind, 0) + 1
 
 
-def _response(request: Message, code: str) -> Message:
+def _response(request: Message, action: Action) -> Message:
+    code = "51" if action == "decline" else "00"
     extra = {n: v for n, v in request.fields.items() if n in _LINK_ECHO}
     if code == "00" and kind_of(request) in ("sale", "void"):
         extra[38] = f"{int(request.fields[11]) % 1_000_000:06d}"

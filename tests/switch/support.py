@@ -69,6 +69,8 @@ class SwitchRig:
     data_keys: DataKeys
     zpk: bytes
     devices: dict[str, Device] = field(default_factory=dict)
+    #: The zone MAC key the core signs and checks the issuer link with (None: no link MAC).
+    zak: bytes | None = None
 
     def run(self, fn: Callable[[SqlSwitchStore], T]) -> T:
         with transaction(self.engine) as conn:
@@ -88,15 +90,17 @@ class SwitchRig:
         return response
 
 
-def build_rig(url: str, *, mac_required: bool = True) -> SwitchRig:
+def build_rig(url: str, *, mac_required: bool = True, zak: bytes | None = None) -> SwitchRig:
+    """A switch on ``url``; with ``zak``, its issuer link is MACed under that zone MAC key."""
     engine = open_switch_database(url, NOW_MS)
     data_keys = DataKeys(secrets.token_bytes(32), secrets.token_bytes(32))
     zpk = generate_master_key()
     core = SwitchCore(
         zpk,
         SwitchPolicy(SwitchIdentity(ACQUIRER, ACQUIRER, "156"), advice_backoff_min_ms=1000),
+        zak,
     )
-    rig = SwitchRig(engine, core, data_keys, zpk)
+    rig = SwitchRig(engine, core, data_keys, zpk, zak=zak)
     with transaction(engine) as conn:
         add_merchant(conn, merchant_id=MERCHANT, name="COFFEE SHOP", mcc="5812", at_ms=NOW_MS)
         add_issuer_link(
@@ -121,14 +125,21 @@ def build_rig(url: str, *, mac_required: bool = True) -> SwitchRig:
     return rig
 
 
-def issuer_answer(forwarded: bytes, code: str, **extra: str) -> bytes:
-    """The issuer's answer to a forwarded request, echoing what the link rules say."""
+def issuer_answer(forwarded: bytes, code: str, *, zak: bytes | None = None, **extra: str) -> bytes:
+    """The issuer's answer to a forwarded request, echoing what the link rules say.
+
+    Signed (X9.19, as the issuer signs) under ``zak`` when given, else unsigned.
+    """
+    from cardtally.security import sign_message
     from cardtally.wire import encode_message
 
     request = decode_message(forwarded)
     echoed = {n: v for n, v in request.fields.items() if n in (3, 4, 7, 11, 32, 37, 41, 42, 49)}
     fields = echoed | {39: code} | {int(k[1:]): v for k, v in extra.items()}
-    return encode_message(Message(request.mti[:2] + str(int(request.mti[2]) + 1) + "0", fields))
+    answer = Message(request.mti[:2] + str(int(request.mti[2]) + 1) + "0", fields)
+    if zak is None:
+        return encode_message(answer)
+    return sign_message(answer, MacAlgorithm.X9_19, zak)
 
 
 # -- helpers for the core tests (tests/switch/test_core_*.py) ----------------------------------

@@ -17,6 +17,7 @@ from typing import Final
 import pytest
 
 from cardtally.runtime import LinkClosedError
+from cardtally.security import load_issuer_keys
 from cardtally.terminal import Card
 from tests.issuer.messages import DEBIT_PAN
 from tests.switch.fake_issuer import FakeIssuer
@@ -50,7 +51,8 @@ def net(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
 
 def test_kill_after_the_issuer_approved_reverses_on_restart(net: Network) -> None:
     """The fake approves at once but answers late; the switch dies in between."""
-    with FakeIssuer({"sale": "slow"}, slow_s=SLOW_ANSWER_S) as fake:
+    zak = load_issuer_keys(net.home).zak
+    with FakeIssuer({"sale": "slow"}, slow_s=SLOW_ANSWER_S, zak=zak) as fake:
         net.link_issuer(fake.port, timeout_ms=LONG_TIMEOUT_MS)
         switch = net.start_switch()
         fake.wait_connected(1, SEEN_S)

@@ -18,6 +18,7 @@ from typing import Final
 import pytest
 
 from cardtally.runtime import SyncFrameClient
+from cardtally.security import load_issuer_keys
 from cardtally.terminal import Card, TerminalIdentity, sale, sign_on
 from cardtally.wire import LinkProfile, Pan, decode_message, encode_frame, encode_message
 from tests.issuer.messages import DEBIT_PAN
@@ -58,7 +59,7 @@ def net(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
 @pytest.fixture
 def fake(net: Network) -> Iterator[FakeIssuer]:
     """A fake issuer that approves everything, linked; the switch started and connected."""
-    with FakeIssuer() as issuer:
+    with FakeIssuer(zak=load_issuer_keys(net.home).zak) as issuer:
         net.link_issuer(issuer.port)
         net.start_switch()
         issuer.wait_connected(1, SEEN_S)

@@ -12,6 +12,7 @@ from cardtally.cli._output import EXIT_PROBLEM, err, out
 from cardtally.cli._state import state_of
 from cardtally.config import config_path, default_config_text
 from cardtally.security import (
+    IssuerKeys,
     KeyFileError,
     create_data_keys,
     create_issuer_keys,
@@ -79,12 +80,15 @@ def check_command(ctx: typer.Context) -> None:
     problems = 0
     for label, load in (("data keys  ", load_data_keys), ("issuer keys", load_issuer_keys)):
         try:
-            load(state.home)
+            keys = load(state.home)
         except KeyFileError as exc:
             err.print(f"{label} PROBLEM  {exc}")
             problems += 1
         else:
-            out.print(f"{label} ok")
+            note = ""
+            if isinstance(keys, IssuerKeys) and keys.zak is None:
+                note = "  (no zone MAC key: the switch-issuer link carries no MAC)"
+            out.print(f"{label} ok{note}")
     if problems:
         raise typer.Exit(EXIT_PROBLEM)
 

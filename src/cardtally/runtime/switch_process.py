@@ -36,6 +36,7 @@ from cardtally.storage import transaction
 from cardtally.switch import (
     AdviceAcked,
     Forward,
+    Ignored,
     IssuerOutcome,
     Join,
     SwitchCore,
@@ -283,6 +284,18 @@ class SwitchShell:
                 link.settle()
         elif isinstance(result, AdviceAcked):
             log_event(self._logger, "switch.advice_acked", link=result.link_id, rc=result.code)
+        elif isinstance(result, Ignored) and result.reason != "echo answer":
+            # Late, unmatched, undecodable, or failing the link MAC: nothing changed, but an
+            # operator should be able to see why (a MAC failure may be an attack or a key
+            # out of step between the switch and the issuer).
+            log_event(
+                self._logger,
+                "switch.issuer_ignored",
+                level=logging.WARNING if result.reason.startswith("MAC") else logging.INFO,
+                link=event.link_id,
+                reason=result.reason,
+                txn=result.txn_id if result.txn_id is not None else "-",
+            )
 
     # -- the reversal advice queue -------------------------------------------------------------
 

@@ -37,7 +37,10 @@ _KEY_BYTES: Final = 16
 _HEX_DIGITS: Final = 6 * _KEY_BYTES
 #: PVK and ZPK only: a key file from before the zone MAC key.
 _TWO_KEY_HEX_DIGITS: Final = 4 * _KEY_BYTES
-_CREATE_HINT: Final = f"create it with 'cardtally init' or set {ISSUER_KEYS_ENV}"
+_CREATE_HINT: Final = (
+    f"create it with 'cardtally init' or set {ISSUER_KEYS_ENV} "
+    f"({_HEX_DIGITS} hex digits: PVK, ZPK, then ZAK)"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ Two algorithms, picked per link in the profile:
 from __future__ import annotations
 
 import hmac
+import struct
 from enum import StrEnum
 from typing import Final, assert_never
 
@@ -21,6 +22,7 @@ from cardtally.security._keys import require_double_key
 
 MAC_BYTES: Final = 8
 _BLOCK: Final = _tdes.DES_BLOCK_BYTES
+_WORDS: Final = struct.Struct(">Q")
 
 
 class MacAlgorithm(StrEnum):
@@ -28,17 +30,14 @@ class MacAlgorithm(StrEnum):
     X9_19 = "x9.19"
 
 
-def _xor(left: bytes, right: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(left, right, strict=True))
-
-
 def _xor_fold(data: bytes) -> bytes:
     """All 8-byte blocks of zero-padded ``data`` XORed into one block."""
-    padded = data + b"\x00" * (-len(data) % _BLOCK)
-    folded = bytes(_BLOCK)
-    for start in range(0, len(padded), _BLOCK):
-        folded = _xor(folded, padded[start : start + _BLOCK])
-    return folded
+    padded = data + bytes(-len(data) % _BLOCK)
+    # XOR is bytewise, so folding the blocks as 64-bit integers gives the same block.
+    folded = 0
+    for (word,) in _WORDS.iter_unpack(padded):
+        folded ^= word
+    return _WORDS.pack(folded)
 
 
 def _hex_ascii(block: bytes) -> bytes:
@@ -46,9 +45,9 @@ def _hex_ascii(block: bytes) -> bytes:
 
 
 def _cup_ecb_mac(mac_key: bytes, data: bytes) -> bytes:
-    expanded = _hex_ascii(_xor_fold(data))
-    first = _tdes.encrypt_ecb(mac_key, expanded[:_BLOCK])
-    second = _tdes.encrypt_ecb(mac_key, _xor(first, expanded[_BLOCK:]))
+    # "Encrypt the first half, XOR the second half in, encrypt again" is CBC under a
+    # zero IV over the 16 expanded bytes, so one cipher operation does both steps.
+    second = _tdes.cbc_last_block(mac_key, _hex_ascii(_xor_fold(data)))
     return _hex_ascii(second)[:MAC_BYTES]
 
 

@@ -5,7 +5,8 @@ cannot tell them apart (``tests/sim/test_issuer_store_contract.py`` holds them t
 
 * It refuses what the schema's keys refuse, with :class:`KeyError`: a second card with the
   same id, fingerprint or account, a second response or transaction record under one key,
-  and a record naming a card or an original that does not exist (the foreign keys).
+  and a record naming a card or an original that does not exist (the foreign keys). Like
+  ``MemoryLedgerStore`` it does not copy the CHECK constraints: the core's checks come first.
 * Lists of records come newest first (``ORDER BY at_ms DESC``). Ties (one core step writes
   every record with the same ``at_ms``) come in the order SQLite gives, which was checked
   against SQLite 3.40: each query is a search of one index followed by a sort, and SQLite's
@@ -142,7 +143,7 @@ class MemoryIssuerStore:
         return _newest_first(self._followers.get(original_id, []))
 
     def spent_on(self, card_id: str, local_date: str, kinds: Iterable[TxnKind]) -> int:
-        wanted = frozenset(TxnKind(kind) for kind in kinds)
+        wanted = frozenset(kinds)  # TxnKind is a StrEnum: a plain 'sale' matches too, as in SQL
         return sum(
             t.amount_minor
             for t in self._by_card_day.get((card_id, local_date), [])

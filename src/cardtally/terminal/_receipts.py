@@ -22,6 +22,7 @@ import enum
 import textwrap
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Final
 
 from cardtally.money import Money
@@ -270,16 +271,28 @@ def _expiry(yymm: str) -> str:
 # --- layout --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
+def _char_columns(ch: str) -> int:
+    """Printed width of one character: CJK (wide and fullwidth) ones take two columns."""
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
 def _columns(text: str) -> int:
     """Printed width: CJK (wide and fullwidth) characters take two columns."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    # Every slip is laid out line by line and most lines are plain ASCII, where no
+    # character is wide: the width is the length, without a per-character lookup.
+    if text.isascii():
+        return len(text)
+    return sum(map(_char_columns, text))
 
 
 def _cut(text: str, width: int = WIDTH) -> str:
     """``text`` cut to at most ``width`` printed columns."""
+    if text.isascii():
+        return text[: max(width, 0)]
     used = 0
     for i, ch in enumerate(text):
-        used += _columns(ch)
+        used += _char_columns(ch)
         if used > width:
             return text[:i]
     return text
@@ -308,7 +321,14 @@ def _pair(left: str, right: str) -> list[str]:
 
 
 def _wrap(text: str) -> list[str]:
-    return [_cut(line) for line in textwrap.wrap(text, WIDTH)]
+    return list(_wrapped(text))
+
+
+@lru_cache(maxsize=256)
+def _wrapped(text: str) -> tuple[str, ...]:
+    # Wrapped texts come from a small fixed set (the signature statement, response code
+    # meanings, notices), so each is wrapped once; a tuple so no caller can change it.
+    return tuple(_cut(line) for line in textwrap.wrap(text, WIDTH))
 
 
 def _render(lines: list[str]) -> str:

@@ -47,6 +47,10 @@ class LinkProfile:
         return APP_HEADER_BYTES if self.app_header else 0
 
 
+#: Frozen, so one shared instance serves every call that names no profile.
+_DEFAULT_PROFILE: Final = LinkProfile()
+
+
 @dataclass(frozen=True, slots=True)
 class Tpdu:
     """Transport protocol data unit: ID 0x60, destination and source NII."""
@@ -88,7 +92,7 @@ def encode_frame(
     tpdu: Tpdu, raw_message: bytes, header: bytes = b"", profile: LinkProfile | None = None
 ) -> bytes:
     """Length prefix + TPDU + optional application header + message bytes."""
-    profile = profile or LinkProfile()
+    profile = profile or _DEFAULT_PROFILE
     if len(header) != profile.header_bytes:
         raise EncodeError("header", f"link expects a {profile.header_bytes}-byte header")
     body = tpdu.encode() + header + raw_message
@@ -99,7 +103,7 @@ def encode_frame(
 
 def decode_frame(body: bytes, profile: LinkProfile | None = None, *, base_offset: int = 0) -> Frame:
     """Decode one frame body (what follows the length). Raises only :class:`DecodeError`."""
-    profile = profile or LinkProfile()
+    profile = profile or _DEFAULT_PROFILE
     if len(body) < TPDU_BYTES + profile.header_bytes:
         raise DecodeError(
             "tpdu",
@@ -122,7 +126,7 @@ def decode_frame(body: bytes, profile: LinkProfile | None = None, *, base_offset
 
 def decode_framed(data: bytes, profile: LinkProfile | None = None) -> Frame:
     """Decode exactly one whole frame, length prefix included (e.g. a pasted capture)."""
-    profile = profile or LinkProfile()
+    profile = profile or _DEFAULT_PROFILE
     decoder = FrameDecoder(profile.frame_bytes_max)
     bodies = decoder.feed(data)
     if not bodies:

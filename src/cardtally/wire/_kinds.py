@@ -43,6 +43,9 @@ _KINDS: Final = {
 _TRANSACTION_TYPE_COMPLETION: Final = "20"
 #: MACs are link security, not content: a repeat re-signed under new keys is the same request.
 _NOT_CONTENT: Final = frozenset({64, 128})
+#: What ``json.dumps(..., sort_keys=True)`` builds on every call, built once: the
+#: digest is taken for every request at the switch and at the issuer.
+_CANONICAL_JSON: Final = json.JSONEncoder(sort_keys=True)
 
 
 def classify(message: Message) -> TxnKind | None:
@@ -59,5 +62,5 @@ def classify(message: Message) -> TxnKind | None:
 def content_digest(message: Message) -> str:
     """SHA-256 of what the request says, so a same-key request saying else is caught (94)."""
     content = {str(n): v for n, v in message.fields.items() if n not in _NOT_CONTENT}
-    canonical = json.dumps([original_of(message.mti), content], sort_keys=True)
+    canonical = _CANONICAL_JSON.encode([original_of(message.mti), content])
     return hashlib.sha256(canonical.encode("ascii", "backslashreplace")).hexdigest()

@@ -9,6 +9,7 @@ from typing import Final
 #: The network's local time (China Standard Time): business days, limits and fields 12/13
 #: follow it. A fixed offset, so no time-zone database is needed.
 LOCAL_TIME: Final = timezone(timedelta(hours=8), "CST")
+_STAMP_CHARS: Final = len("YYYYMMDDhhmmss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,14 @@ class LocalTime:
     @classmethod
     def of(cls, at_ms: int) -> LocalTime:
         moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(LOCAL_TIME)
+        # One strftime sliced four ways: every party builds this several times per
+        # message. %Y pads no further than the platform does, so a year that does not
+        # print as 4 digits falls back to formatting each field on its own.
+        stamp = moment.strftime("%Y%m%d%H%M%S")
+        if len(stamp) == _STAMP_CHARS:
+            return cls(
+                at_ms=at_ms, date=stamp[:8], mmdd=stamp[4:8], hhmmss=stamp[8:], yymm=stamp[2:6]
+            )
         return cls(
             at_ms=at_ms,
             date=moment.strftime("%Y%m%d"),
