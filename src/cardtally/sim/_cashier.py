@@ -10,6 +10,7 @@ All choices come from the run's workload stream.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -64,7 +65,7 @@ class Cashier:
     rng: random.Random
     holders: list[Cardholder]
     budget: Budget
-    paper_out_rate: float = 0.0
+    paper_out: Callable[[], bool] = lambda: False  # the fault plan decides
     need_sign_on: bool = True
     settle_wanted: bool = False
     again: Command | None = None
@@ -116,7 +117,7 @@ class Cashier:
     def _sale(self) -> Sale:
         holder, amount = self._holder(), self._amount()
         pin = amount > NO_PIN_LIMIT_MINOR or self.rng.random() < 0.3
-        paper_out = self.rng.random() < self.paper_out_rate
+        paper_out = self.paper_out()
         return Sale(self._card(holder, pin=pin), amount, paper_out=paper_out)
 
     def _refund(self) -> Refund:

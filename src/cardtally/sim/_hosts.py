@@ -26,7 +26,7 @@ from cardtally.switch._effects import (
     Join,
     TerminalAnswer,
 )
-from cardtally.wire import DecodeError, decode_message, encode_message
+from cardtally.wire import DecodeError, decode_message
 
 if TYPE_CHECKING:
     from cardtally.sim._terminal import TerminalShell
@@ -87,14 +87,14 @@ class IssuerShell(Party):
                 self._send(answer, tag)
             return
         outcome = self.step(
-            f"{message.mti}", tag, lambda now: self.core.handle(message, now, self.store)
+            f"{message.mti}", tag, lambda now: self.core.handle(message, now, self.store, body)
         )
         if outcome is None:
             return
         self.note(f"{message.mti} {outcome.result} {outcome.response_code} {outcome.reason}", tag)
         self.after_step(tag)
         if outcome.response is not None:
-            self._send(encode_message(outcome.response), tag)
+            self._send(self.core.encode_answer(outcome.response), tag)
 
     def _send(self, body: bytes, tag: str) -> None:
         assert self.switch is not None

@@ -181,7 +181,7 @@ def _build(
     switch_store.add_route(issuer_route())
     switch = SwitchShell(
         ctx,
-        make_switch_core(issuer_keys.zpk, key_rng),
+        make_switch_core(issuer_keys, key_rng),
         switch_store,
         faults.skew_ms(),
         link_ids=frozenset({LINK_ID}),
@@ -191,7 +191,10 @@ def _build(
     admin_hash, unlock_hash = password_hashes(seeded_key(key_rng))
     terminals = []
     journals = {}
-    paper_out = plan.rates.get(Fault.PAPER_OUT, 0.0)
+
+    def paper_out() -> bool:
+        return faults.roll(Fault.PAPER_OUT, "printer")
+
     for spec in make_terminals(key_rng, merchants, sizes.terminals):
         switch_store.add_terminal(switch_terminal(spec, start_ms), spec.master_key)
         journal = MemoryJournal.install(

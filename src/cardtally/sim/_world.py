@@ -199,15 +199,16 @@ def issuer_route() -> IssuerRoute:
 
 
 def make_keys(rng: random.Random) -> tuple[IssuerKeys, DataKeys]:
-    return IssuerKeys(seeded_key(rng), seeded_key(rng)), DataKeys(
-        rng.randbytes(32), rng.randbytes(32)
-    )
+    # PIN verification key, zone PIN key, zone MAC key (the switch-issuer link's MAC).
+    issuer_keys = IssuerKeys(seeded_key(rng), seeded_key(rng), seeded_key(rng))
+    return issuer_keys, DataKeys(rng.randbytes(32), rng.randbytes(32))
 
 
 def make_issuer_core(keys: IssuerKeys, data_keys: DataKeys) -> IssuerCore:
     return IssuerCore(keys, data_keys, IssuerPolicy())
 
 
-def make_switch_core(zpk: bytes, rng: random.Random) -> SwitchCore:
+def make_switch_core(keys: IssuerKeys, rng: random.Random) -> SwitchCore:
     identity = SwitchIdentity(ACQUIRER_ID, ACQUIRER_ID, CURRENCY)
-    return SwitchCore(zpk, SwitchPolicy(identity, new_working_keys=working_keys_source(rng)))
+    policy = SwitchPolicy(identity, new_working_keys=working_keys_source(rng))
+    return SwitchCore(keys.zpk, policy, keys.zak)
