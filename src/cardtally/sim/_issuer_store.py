@@ -41,8 +41,7 @@ from cardtally.notices import Notice, NoticeError
 from cardtally.security import DataKeys, IssuerKeys
 from cardtally.sim._ledger_store import UndoableLedgerStore
 from cardtally.sim._undo import UndoLog
-from cardtally.storage import DETAIL_BYTES_MAX
-from cardtally.storage._events import KIND_CHARS_MAX, TXN_KEY_CHARS_MAX
+from cardtally.storage import event_detail_json
 
 #: One event as the log keeps it: (at_ms, kind, txn_key, detail).
 EventRow = tuple[int, str, str | None, dict[str, Any]]
@@ -293,15 +292,5 @@ def _event_detail(
     at_ms: int, kind: str, txn_key: str | None, detail: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Refuse what ``append_event`` refuses; return the detail as the log reads it back."""
-    if at_ms < 0:
-        raise ValueError(f"at_ms must not be negative: {at_ms}")
-    if not 0 < len(kind) <= KIND_CHARS_MAX:
-        raise ValueError(f"kind must have 1..{KIND_CHARS_MAX} characters")
-    if txn_key is not None and not 0 < len(txn_key) <= TXN_KEY_CHARS_MAX:
-        raise ValueError(f"txn_key must have 1..{TXN_KEY_CHARS_MAX} characters")
-    text = json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    if len(text.encode()) > DETAIL_BYTES_MAX:
-        raise ValueError(f"detail exceeds {DETAIL_BYTES_MAX} bytes as JSON")
-    decoded = json.loads(text)
-    assert isinstance(decoded, dict)
+    decoded: dict[str, Any] = json.loads(event_detail_json(at_ms, kind, txn_key, detail))
     return decoded

@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 
 from cardtally.security import DataKeys, WorkingKeys, pan_fingerprint
 from cardtally.sim._undo import UndoLog
-from cardtally.storage import DETAIL_BYTES_MAX
+from cardtally.storage import event_detail_json
 from cardtally.switch._model import (
     Advice,
     IssuerRoute,
@@ -46,7 +46,6 @@ from cardtally.wire import Pan
 _K = TypeVar("_K", bound=Hashable)
 
 #: The event log's limit on a kind (``cardtally.storage.append_event`` checks the same).
-_KIND_CHARS_MAX: Final = 64
 _BATCH_RESULTS: Final = frozenset({"balanced", "not_balanced"})
 #: States whose forwarded request may still lack a terminal answer (``unanswered_forwards``).
 _MAYBE_UNANSWERED: Final = frozenset(
@@ -140,14 +139,7 @@ def _upload_amount(fields: Mapping[int, str]) -> int:
 
 def _event_detail(at_ms: int, kind: str, detail: Mapping[str, Any]) -> dict[str, Any]:
     """The detail as the event log would read it back, refused as ``append_event`` refuses."""
-    if at_ms < 0:
-        raise ValueError(f"at_ms must not be negative: {at_ms}")
-    if not 0 < len(kind) <= _KIND_CHARS_MAX:
-        raise ValueError(f"kind must have 1..{_KIND_CHARS_MAX} characters")
-    text = json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    if len(text.encode()) > DETAIL_BYTES_MAX:
-        raise ValueError(f"detail exceeds {DETAIL_BYTES_MAX} bytes as JSON")
-    decoded: dict[str, Any] = json.loads(text)
+    decoded: dict[str, Any] = json.loads(event_detail_json(at_ms, kind, None, detail))
     return decoded
 
 

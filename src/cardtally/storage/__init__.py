@@ -29,6 +29,7 @@ from cardtally.storage._events import (
     EVENTS_LIMIT_MAX,
     Event,
     append_event,
+    event_detail_json,
     events,
 )
 from cardtally.storage._migrate import (
@@ -63,6 +64,7 @@ __all__ = [
     "core_metadata",
     "current_revision",
     "drop_append_only_ddl",
+    "event_detail_json",
     "event_log_table",
     "events",
     "head_revision",

@@ -37,17 +37,7 @@ def append_event(
     detail: Mapping[str, object],
 ) -> int:
     """Append an event inside the caller's transaction and return its id."""
-    if at_ms < 0:
-        raise ValueError(f"at_ms must not be negative: {at_ms}")
-    if not 0 < len(kind) <= KIND_CHARS_MAX:
-        raise ValueError(f"kind must have 1..{KIND_CHARS_MAX} characters")
-    if txn_key is not None and not 0 < len(txn_key) <= TXN_KEY_CHARS_MAX:
-        raise ValueError(f"txn_key must have 1..{TXN_KEY_CHARS_MAX} characters")
-    # Sorted keys and no spaces: equal details are equal strings, for comparisons
-    # on replay. NaN and infinity are not JSON and other readers would choke on them.
-    text = json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    if len(text.encode()) > DETAIL_BYTES_MAX:
-        raise ValueError(f"detail exceeds {DETAIL_BYTES_MAX} bytes as JSON")
+    text = event_detail_json(at_ms, kind, txn_key, detail)
     result = conn.execute(
         event_log_table.insert().values(at_ms=at_ms, kind=kind, txn_key=txn_key, detail=text)
     )
@@ -85,3 +75,24 @@ def events(
         )
         for row in conn.execute(query)
     ]
+
+
+def event_detail_json(
+    at_ms: int, kind: str, txn_key: str | None, detail: Mapping[str, object]
+) -> str:
+    """The detail as the event log stores it, or ``ValueError`` for what the log refuses.
+
+    The simulator's memory stores call it too, so they refuse exactly what the log refuses.
+    """
+    if at_ms < 0:
+        raise ValueError(f"at_ms must not be negative: {at_ms}")
+    if not 0 < len(kind) <= KIND_CHARS_MAX:
+        raise ValueError(f"kind must have 1..{KIND_CHARS_MAX} characters")
+    if txn_key is not None and not 0 < len(txn_key) <= TXN_KEY_CHARS_MAX:
+        raise ValueError(f"txn_key must have 1..{TXN_KEY_CHARS_MAX} characters")
+    # Sorted keys and no spaces: equal details are equal strings, for comparisons
+    # on replay. NaN and infinity are not JSON and other readers would choke on them.
+    text = json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if len(text.encode()) > DETAIL_BYTES_MAX:
+        raise ValueError(f"detail exceeds {DETAIL_BYTES_MAX} bytes as JSON")
+    return text
