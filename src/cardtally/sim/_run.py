@@ -32,6 +32,7 @@ from cardtally.sim._scheduler import Scheduler
 from cardtally.sim._switch_store import MemorySwitchStore
 from cardtally.sim._terminal import THINK_MS_MAX, TerminalShell
 from cardtally.sim._trace import Trace
+from cardtally.sim._undo import CommitFailedError, CrashError
 from cardtally.sim._world import (
     CURRENCY,
     CUTOFF_MINUTES,
@@ -297,7 +298,12 @@ def _day_end(run: Run, day: BusinessDay) -> None:
         except DayEndRefusedError as refused:
             why = str(refused)
             run.ctx.trace.add(run.ctx.scheduler.now_ms, "dayend", f"refused: {why}")
-            run.ctx.scheduler.advance_to(run.ctx.scheduler.now_ms + _DAYEND_RETRY_MS)
+        except CommitFailedError:
+            # A refund's commit at the issuer failed: the day end resumes where it stopped.
+            run.ctx.trace.add(run.ctx.scheduler.now_ms, "dayend", "a refund's commit failed")
+        except CrashError:
+            run.issuer.crash("just after committing a day-end refund")
+        run.ctx.scheduler.advance_to(run.ctx.scheduler.now_ms + _DAYEND_RETRY_MS)
     else:
         raise ViolationFound(
             Violation("queues_drain", f"the day end of {day.text} could not run: {why}")
