@@ -52,7 +52,14 @@ from cardtally.ledger._schema import (
 )
 from cardtally.ledger._sql import SqlLedgerStore
 from cardtally.ledger._store import LedgerStore
-from cardtally.ledger._verify import CurrencyTotals, VerifyReport, Violation, verify, verify_report
+from cardtally.ledger._verify import (
+    CurrencyTotals,
+    TransferAudit,
+    VerifyReport,
+    Violation,
+    verify,
+    verify_report,
+)
 
 __all__ = [
     "AMOUNT_MINOR_MAX",
@@ -77,6 +84,7 @@ __all__ = [
     "Posted",
     "SqlLedgerStore",
     "Transfer",
+    "TransferAudit",
     "TransferKind",
     "TransferSpec",
     "VerifyReport",

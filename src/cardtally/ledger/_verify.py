@@ -129,6 +129,35 @@ def _mismatches(accounts: Iterable[Account], implied: dict[str, list[int]]) -> l
     return found
 
 
+class TransferAudit:
+    """``verify_report``'s checks one transfer at a time, for a watcher of a live store.
+
+    Feed each new transfer as it is written; :meth:`mismatch` then says whether an account
+    holds other balances than its transfers imply, and :attr:`violations` what the transfers
+    themselves break (unknown accounts, malformed or twice-resolved transfers).
+    """
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self._replay = _Replay({})
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self._replay.violations
+
+    def feed(self, transfer: Transfer) -> None:
+        accounts = self._replay.accounts
+        for account_id in (transfer.debit_account_id, transfer.credit_account_id):
+            if account_id not in accounts:
+                account = self._store.account(account_id)
+                if account is not None:
+                    accounts[account_id] = account
+        self._replay.feed(transfer)
+
+    def mismatch(self, account: Account) -> Violation | None:
+        return next(iter(_mismatches([account], self._replay.implied)), None)
+
+
 @dataclass
 class _Replay:
     """Totals implied by the transfers, built one transfer at a time in any order."""

@@ -185,6 +185,3 @@ class Faults:
         if skew:
             self.injected[Fault.CLOCK_SKEW.value] += 1
         return skew
-
-    def uniform_ms(self, low_ms: int, high_ms: int) -> int:
-        return self.rng.randint(low_ms, high_ms)

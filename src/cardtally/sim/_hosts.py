@@ -17,6 +17,7 @@ from cardtally.sim._issuer_store import MemoryIssuerStore
 from cardtally.sim._party import Party, SimContext
 from cardtally.sim._scheduler import Timer
 from cardtally.sim._switch_store import MemorySwitchStore
+from cardtally.sim._world import ISSUER_TIMEOUT_MS
 from cardtally.switch import SwitchCore
 from cardtally.switch._effects import (
     AdviceAcked,
@@ -53,7 +54,6 @@ class IssuerShell(Party):
         self.core = core
         self.store = store
         self.switch: SwitchShell | None = None
-        self.timeout_ms = 5_000
         self.slow_until_ms = 0
         self.after_step: Callable[[str], None] = lambda tag: None
 
@@ -69,7 +69,8 @@ class IssuerShell(Party):
             self.slow_until_ms = now + rng.randint(SLOW_SPELL_MS_MIN, SLOW_SPELL_MS_MAX)
             self.note("a slow spell begins", tag)
         if now < self.slow_until_ms:
-            return rng.randint(self.timeout_ms // 3, self.timeout_ms * 2)
+            # Slow against the switch's deadline for an answer: some in time, most not.
+            return rng.randint(ISSUER_TIMEOUT_MS // 3, ISSUER_TIMEOUT_MS * 2)
         return rng.randint(SERVICE_MS_MIN, SERVICE_MS_MAX)
 
     def _handle(self, body: bytes, tag: str, incarnation: int) -> None:

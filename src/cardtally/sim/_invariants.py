@@ -28,8 +28,7 @@ from typing import Final
 
 from cardtally.issuer._history import standing
 from cardtally.issuer._model import TxnKind, TxnRecord
-from cardtally.ledger import Account, Transfer, TransferKind
-from cardtally.ledger._verify import _Replay
+from cardtally.ledger import Transfer, TransferAudit, TransferKind
 from cardtally.sim._issuer_store import MemoryIssuerStore
 from cardtally.sim._journal import MemoryJournal
 from cardtally.sim._switch_store import MemorySwitchStore
@@ -75,11 +74,8 @@ class LedgerWatch:
 
     def __init__(self, store: MemoryIssuerStore) -> None:
         self._store = store
-        self._replay = _Replay({a.id: a for a in store.ledger.all_accounts()})
+        self._audit = TransferAudit(store.ledger)
         self._seen = 0
-        for transfer in store.ledger.transfers_since(0):
-            self._feed(transfer)
-        self._seen = store.ledger.transfer_count()
 
     def check(self) -> Violation | None:
         ledger = self._store.ledger
@@ -88,35 +84,22 @@ class LedgerWatch:
             return None
         touched: set[str] = set()
         for transfer in ledger.transfers_since(self._seen):
-            self._feed(transfer)
+            self._audit.feed(transfer)
             touched.update((transfer.debit_account_id, transfer.credit_account_id))
         self._seen = count
-        if self._replay.violations:
-            v = self._replay.violations[0]
+        if self._audit.violations:
+            v = self._audit.violations[0]
             return Violation("ledger_balances", f"transfer {v.subject}: {v.kind}: {v.detail}")
         return self._accounts(sorted(touched))
-
-    def _feed(self, transfer: Transfer) -> None:
-        for account_id in (transfer.debit_account_id, transfer.credit_account_id):
-            if account_id not in self._replay.accounts:
-                account = self._store.ledger.account(account_id)
-                if account is not None:
-                    self._replay.accounts[account_id] = account
-        self._replay.feed(transfer)
 
     def _accounts(self, account_ids: Iterable[str]) -> Violation | None:
         for account_id in account_ids:
             account = self._store.ledger.account(account_id)
-            implied = self._replay.implied.get(account_id, [0, 0, 0, 0])
             if account is None:
                 return Violation("ledger_balances", f"account {account_id} has transfers, no row")
-            stored = _balances(account)
-            if stored != implied:
-                return Violation(
-                    "ledger_balances",
-                    f"account {account_id} holds {stored} (debits, credits, pending debits, "
-                    f"pending credits) but its transfers add up to {implied}",
-                )
+            mismatch = self._audit.mismatch(account)
+            if mismatch is not None:
+                return Violation("ledger_balances", f"account {account_id}: {mismatch.detail}")
             # Worked out here, not asked of the account: the check must not share the
             # ledger's own code, or a bug there would hide itself.
             if account.floor_minor is not None and account.available_minor < account.floor_minor:
@@ -126,15 +109,6 @@ class LedgerWatch:
                     f"floor {account.floor_minor}",
                 )
         return None
-
-
-def _balances(account: Account) -> list[int]:
-    return [
-        account.debits_posted,
-        account.credits_posted,
-        account.debits_pending,
-        account.credits_pending,
-    ]
 
 
 class Checker:
@@ -199,21 +173,12 @@ class Checker:
 
     def after_switch_step(self, tag: str) -> None:
         self.steps += 1
-        advices = self.switch.all_advices()
-        if len(advices) < self._advices:
-            self.fail(Violation("reversals_kept", "an advice vanished from the switch's queue"))
-        self._advices = len(advices)
-        for advice in advices[-4:]:
-            if advice.ack_code in _ADVICE_RETRY_CODES:
-                self.fail(
-                    Violation(
-                        "reversals_kept",
-                        f"advice {advice.id} acknowledged with {advice.ack_code}, which asks "
-                        "for a resend",
-                        (tag,),
-                        (advice.txn_id,),
-                    )
-                )
+        advices = self.switch.advice_count()
+        if advices < self._advices:
+            self.fail(
+                Violation("reversals_kept", "an advice vanished from the switch's queue", (tag,))
+            )
+        self._advices = advices
 
     def after_terminal_step(self, terminal_id: str, tag: str) -> None:
         self.steps += 1
@@ -259,9 +224,10 @@ class Checker:
         sale and its void, which clear nothing and are settled by that)."""
         self._queues_drained()
         receipts = self._receipts()
-        self._debits_accounted(receipts)
+        notices = {n.id for n in self.issuer.notices()}
+        self._debits_accounted(receipts, notices)
         self._receipts_settled(receipts, matched)
-        self._notices_match()
+        self._notices_match(notices)
 
     def _queues_drained(self) -> None:
         for terminal_id, journal in self.journals.items():
@@ -275,11 +241,11 @@ class Checker:
                     )
                 )
             for batch in journal.all_batches():
-                if batch.state is not BatchState.SETTLED and journal.txns(batch.batch_no):
-                    if batch.batch_no == journal.profile().batch_no and not _has_money(
-                        journal.txns(batch.batch_no)
-                    ):
-                        continue
+                # An open batch with no approved money in it has nothing to settle.
+                stuck = batch.state is BatchState.SETTLING or (
+                    batch.state is BatchState.OPEN and _has_money(journal.txns(batch.batch_no))
+                )
+                if stuck:
                     self.fail(
                         Violation(
                             "queues_drain",
@@ -288,6 +254,16 @@ class Checker:
                         )
                     )
         for advice in self.switch.all_advices():
+            if advice.ack_code in _ADVICE_RETRY_CODES:
+                self.fail(
+                    Violation(
+                        "reversals_kept",
+                        f"advice {advice.id} acknowledged with {advice.ack_code}, which asks "
+                        "for a resend",
+                        tuple(t for t in (self.txn_tags.get(advice.txn_id),) if t),
+                        (advice.txn_id,),
+                    )
+                )
             if advice.acked_at_ms is None:
                 self.fail(
                     Violation(
@@ -308,7 +284,9 @@ class Checker:
                     receipts[(terminal_id, txn.batch_no, f"{txn.stan:06d}")] = txn
         return receipts
 
-    def _debits_accounted(self, receipts: dict[tuple[str, int, str], JournalTxn]) -> None:
+    def _debits_accounted(
+        self, receipts: dict[tuple[str, int, str], JournalTxn], notices: set[str]
+    ) -> None:
         for txn in self.issuer.all_txns():
             if txn.kind not in (TxnKind.SALE, TxnKind.COMPLETION) or not txn.approved:
                 continue
@@ -343,7 +321,7 @@ class Checker:
                         _rrns(switch_txn),
                     )
                 )
-            self._undo_noticed(txn, switch_txn, now.in_effect, refunded)
+            self._undo_noticed(txn, switch_txn, now.in_effect, refunded, notices)
 
     def _undo_noticed(
         self,
@@ -351,8 +329,8 @@ class Checker:
         switch_txn: Txn | None,
         in_effect: bool,
         refunded: TxnRecord | None,
+        notices: set[str],
     ) -> None:
-        notices = self._notice_ids()
         undo_ids = [
             f.transfer_id
             for f in self.issuer.followers(txn.id)
@@ -400,8 +378,7 @@ class Checker:
                     )
                 )
 
-    def _notices_match(self) -> None:
-        notices = self._notice_ids()
+    def _notices_match(self, notices: set[str]) -> None:
         moving = {
             f"notice:{t.id}" for t in self.issuer.ledger.transfers_since(0) if _needs_notice(t)
         }
@@ -424,9 +401,6 @@ class Checker:
             )
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _notice_ids(self) -> set[str]:
-        return {n.id for n in self.issuer.notices()}
 
     def _dayend_refund(self, txn: TxnRecord) -> TxnRecord | None:
         for follower in self.issuer.followers(txn.id):

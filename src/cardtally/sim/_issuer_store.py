@@ -244,9 +244,6 @@ class MemoryIssuerStore:
         """Every notice, in the order written."""
         return list(self._notices)
 
-    def notice_count(self) -> int:
-        return len(self._notices)
-
     def events(self) -> list[EventRow]:
         """Every event, in the order logged."""
         return list(self._events)

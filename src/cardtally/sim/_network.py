@@ -25,7 +25,7 @@ Deliver = Callable[[bytes, str], None]
 
 
 class Network:
-    __slots__ = ("_faults", "_rng", "_scheduler", "_timeout_ms", "_trace", "sent")
+    __slots__ = ("_faults", "_rng", "_scheduler", "_timeout_ms", "_trace")
 
     def __init__(
         self,
@@ -40,10 +40,8 @@ class Network:
         self._rng = rng
         self._trace = trace
         self._timeout_ms = timeout_ms
-        self.sent = 0
 
     def send(self, hop: Hop, body: bytes, tag: str, deliver: Deliver) -> None:
-        self.sent += 1
         faults, rng = self._faults, self._rng
         mti = body[:2].hex()
         if faults.roll(Fault.LOSS, hop, hop):

@@ -174,7 +174,6 @@ def _build(
     issuer = IssuerShell(
         ctx, make_issuer_core(issuer_keys, data_keys), issuer_store, faults.skew_ms()
     )
-    issuer.timeout_ms = ISSUER_TIMEOUT_MS
     switch_store = MemorySwitchStore()
     merchants = make_merchants(workload_rng, sizes.merchants, start_ms)
     for merchant in merchants:

@@ -44,10 +44,6 @@ class Scheduler:
     def after(self, delay_ms: int, callback: Callable[..., None], *args: Any) -> Timer:
         return self.at(self.now_ms + delay_ms, callback, *args)
 
-    @property
-    def pending(self) -> int:
-        return len(self._heap)
-
     def step(self) -> bool:
         """Fire the next live timer; ``False`` when the agenda is empty."""
         while self._heap:

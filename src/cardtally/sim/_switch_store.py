@@ -551,6 +551,9 @@ class MemorySwitchStore:
     def all_advices(self) -> list[Advice]:
         return list(self._advices.values())
 
+    def advice_count(self) -> int:
+        return len(self._advices)
+
     def all_batches(self) -> list[BatchRecord]:
         """Closed batches, in the order they were closed."""
         return list(self._batches.values())
