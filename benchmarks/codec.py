@@ -1,18 +1,20 @@
 """Encode and decode throughput of the wire profile for a 0200 sale and its 0210.
 
-Usage: python benchmarks/codec.py [--messages N] [--runs R] [--profile]
+Usage: python benchmarks/codec.py [--messages N] [--runs R] [--profile] [--json]
 
 Prints messages per second (median of R runs) for: message encode, message
 decode, and the whole receive path (frame decode + message decode). Timing
 uses time.perf_counter; the machine is shared, so compare medians, not bests.
 ``--profile`` instead prints where the time goes (cProfile, so slower overall):
 the share spent inside pyiso8583 and inside cardtally's own wire checks.
+``--json`` prints the figures as one JSON object instead (for ``cardtally bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import platform
 import pstats
 import statistics
@@ -90,12 +92,30 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="messages per run")
     parser.add_argument("--runs", type=int, default=5, help="runs; the median is reported")
     parser.add_argument("--profile", action="store_true", help="print where the time goes")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.profile:
         shares = profile_shares(args.messages)
         print(
             "0200 encode + frame receive, share of own time: "
             + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        )
+        return
+    if args.json:
+        results = {
+            name: bench(message, args.messages, args.runs)
+            for name, message in (("0200 sale", SALE_0200), ("0210", SALE_0210))
+        }
+        print(
+            json.dumps(
+                {
+                    "python": platform.python_version(),
+                    "messages": args.messages,
+                    "runs": args.runs,
+                    "unit": "messages/s, median of the runs",
+                    "results": results,
+                }
+            )
         )
         return
     print(

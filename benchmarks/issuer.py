@@ -1,7 +1,7 @@
 """Throughput, latency and start-up time of the issuer host, over real TCP.
 
 Usage: python benchmarks/issuer.py [--database sqlite|postgres] [--sales N] [--connections C]
-                                   [--window W] [--runs R] [--cards K]
+                                   [--window W] [--runs R] [--cards K] [--json]
 
 Each run makes a fresh home (``cardtally init``, K PIN-less debit cards), starts
 ``cardtally issuer serve --port 0`` as a child process and times spawn -> its
@@ -16,12 +16,14 @@ pass, or the benchmark stops with an error: a fast wrong answer is not a figure.
 ``--database postgres`` uses a fresh schema in
 postgresql+psycopg://postgres@127.0.0.1:5432/test (override with
 CARDTALLY_BENCH_PG_URL), dropped after the run. Sales go to the cards in turn;
-amounts are below the no-PIN limit, so no PIN block is verified.
+amounts are below the no-PIN limit, so no PIN block is verified. ``--json`` prints the
+figures as one JSON object on stdout (the per-run lines go to stderr), for ``cardtally bench``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -181,6 +183,15 @@ class Host:
             if found is not None:
                 self._ready.put(int(found.group(1)))
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the host has used so far; None off Linux."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # utime and stime are fields 14 and 15 of stat(5), here 11 and 12 after the name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -308,16 +319,20 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cards", type=int, default=100, help="cards the sales go to, in turn")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if min(args.sales, args.connections, args.window, args.runs, args.cards) < 1:
         parser.error("every count must be at least 1")
     if args.sales > 999_999:
         parser.error("--sales: STANs are six digits")
 
+    # With --json, stdout carries the JSON alone and the human lines go to stderr.
+    human = sys.stderr if args.json else sys.stdout
     print(
         f"issuer host, {args.database}: {args.sales} sales, {args.connections} connections, "
         f"window {args.window}, {args.cards} cards; Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs"
+        f"{platform.machine()}, {os.cpu_count()} CPUs",
+        file=human,
     )
     runs = []
     for number in range(1, args.runs + 1):
@@ -329,14 +344,34 @@ def main() -> None:
         print(
             f"run {number}: {result.sales_per_s:7.0f} sales/s  p50 {result.p50_ms:6.1f} ms  "
             f"p99 {result.p99_ms:6.1f} ms  startup {result.startup_ms:5.0f} ms",
+            file=human,
             flush=True,
         )
+    median = {
+        name: statistics.median(getattr(r, name) for r in runs)
+        for name in ("sales_per_s", "p50_ms", "p99_ms", "startup_ms")
+    }
     print(
-        f"median: {statistics.median(r.sales_per_s for r in runs):7.0f} sales/s  "
-        f"p50 {statistics.median(r.p50_ms for r in runs):6.1f} ms  "
-        f"p99 {statistics.median(r.p99_ms for r in runs):6.1f} ms  "
-        f"startup {statistics.median(r.startup_ms for r in runs):5.0f} ms"
+        f"median: {median['sales_per_s']:7.0f} sales/s  p50 {median['p50_ms']:6.1f} ms  "
+        f"p99 {median['p99_ms']:6.1f} ms  startup {median['startup_ms']:5.0f} ms",
+        file=human,
     )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "database": args.database,
+                    "sales": args.sales,
+                    "connections": args.connections,
+                    "window": args.window,
+                    "cards": args.cards,
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "runs": [dataclasses.asdict(r) for r in runs],
+                    "median": median,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Day-end matching (``cardtally.clearing._match.reconcile``) on generated business days.
 
-Usage: python benchmarks/reconcile.py [--sizes 1000000,10000000] [--runs 3] [--seed 7]
+Usage: python benchmarks/reconcile.py [--sizes 1000000,10000000] [--runs 3] [--seed 7] [--json]
 
 Each run is a fresh process with an in-memory DuckDB: it generates a day of N switch
 transactions straight in SQL (``range()`` with fields derived from ``hash(seed, ...)``, so a
@@ -18,7 +18,9 @@ The generator also knows which class each row should land in; a run whose counts
 that stops the benchmark (a fast wrong answer is not a figure). Peak RSS is per size: each size
 has its own driver process whose children are that size's runs, and the driver reads
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss``; it covers generation and matching, so the RSS high-water
-mark before matching is shown too.
+mark before matching is shown too. ``--json`` prints the summaries as one JSON object on
+stdout instead of the tables (a line per size goes to stderr as it finishes), for
+``cardtally bench``.
 """
 
 from __future__ import annotations
@@ -306,6 +308,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--size-driver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
     args = parser.parse_args()
     if args.worker is not None:
         print(json.dumps(worker(args.worker, args.seed)))
@@ -313,11 +316,24 @@ def main() -> None:
     if args.size_driver is not None:
         print(json.dumps(size_driver(args.size_driver, args.runs, args.seed)))
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
-    summaries = [
-        _child("--size-driver", str(size), "--runs", str(args.runs), "--seed", str(args.seed))
-        for size in sizes
-    ]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes takes whole numbers separated by commas, not {args.sizes!r}")
+    if min(sizes, default=0) < 1 or args.runs < 1:
+        parser.error("every size and --runs must be at least 1")
+    summaries = []
+    for size in sizes:
+        summary = _child(
+            "--size-driver", str(size), "--runs", str(args.runs), "--seed", str(args.seed)
+        )
+        summaries.append(summary)
+        if args.json:
+            runs = " / ".join(f"{x:.2f}" for x in summary["seconds"])
+            print(f"{size:,} rows: median {summary['median_s']:.2f} s ({runs})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"seed": args.seed, "runs": args.runs, "sizes": summaries}))
+        return
     report(summaries, args.seed)
 
 

@@ -149,11 +149,3 @@ def test_bad_data_keys_fail_the_check(tmp_path: Path) -> None:
     result = cardtally("config", "check", home=tmp_path)
     assert result.returncode == 1
     assert "data.keys" in result.stderr
-
-
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = cardtally("demo", home=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "FAIL" not in result.stdout
-    assert "8/8 checks passed" in result.stdout
-    assert PAN not in result.stdout

@@ -36,6 +36,17 @@ def test_default_text_is_valid_toml_and_loads_to_the_defaults(tmp_path: Path) ->
     assert written == load_config(tmp_path)
 
 
+def test_default_text_can_carry_chosen_values_and_refuses_unknown_keys(tmp_path: Path) -> None:
+    chosen = {"issuer": {"port": 19583, "bins": ["621700"]}, "dayend": {"cutoff": "11:30"}}
+    write(tmp_path, default_config_text(chosen))
+    config = load_config(tmp_path)
+    assert (config.issuer.port, config.issuer.bins) == (19583, ("621700",))
+    assert config.dayend.cutoff_minutes == 11 * 60 + 30
+    assert config.switch.port == 9584
+    with pytest.raises(ValueError, match=r"issuer\.prot"):
+        default_config_text({"issuer": {"prot": 1}})
+
+
 def test_values_override_defaults(tmp_path: Path) -> None:
     write(tmp_path, '[switch]\nport = 10000\ndatabase = "postgresql+psycopg://u@h/db"\n')
     config = load_config(tmp_path)

@@ -143,3 +143,26 @@ def test_reversal_after_a_partial_refund_returns_only_the_rest(bank: Bank) -> No
     assert bank.run(reversal(original)).response_code == "00"  # type: ignore[arg-type]
     assert bank.money(DEBIT_PAN)[0] == 100_000
     assert bank.violations() == []
+
+
+def test_a_request_that_arrives_after_its_reversal_advice_moves_no_money(bank: Bank) -> None:
+    """The switch timed out, its advice overtook the request and found nothing (25); the
+    request, delayed on the way, must not debit or hold: nobody would undo it again."""
+    late_sale = sale(DEBIT_PAN, 10_000, 7)
+    late_hold = preauth(DEBIT_PAN, 30_000, 8)
+    for original in (late_sale, late_hold):
+        advice = reversal(original, mti="0420", transmitted=original.fields[7])
+        assert bank.run(advice).response_code == "25"
+        outcome = bank.run(original)
+        assert outcome.response_code == "12"
+        assert "reversed before it arrived" in outcome.reason
+    assert bank.money(DEBIT_PAN) == (100_000, 100_000)
+    assert bank.notices() == []
+    assert bank.violations() == []
+
+
+def test_an_earlier_reversal_of_another_send_does_not_block_a_request(bank: Bank) -> None:
+    """Same terminal and STAN but another transmission time: not this request's reversal."""
+    earlier = sale(DEBIT_PAN, 100, 9, transmitted="1121090000")
+    assert bank.run(reversal(earlier, mti="0420", transmitted="1121090000")).response_code == "25"
+    assert bank.run(sale(DEBIT_PAN, 100, 9, transmitted="1121100000")).response_code == "00"

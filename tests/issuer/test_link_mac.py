@@ -34,6 +34,7 @@ from tests.issuer.tcp_support import (
     signed,
     zak_of,
 )
+from tests.runtime.logs import count_events
 from tests.switch.support import CARD, build_rig
 from tests.switch.support import TERMINAL as SWITCH_TERMINAL
 
@@ -307,4 +308,5 @@ def test_issuer_serve_answers_only_requests_signed_under_the_homes_zak(
         assert link_mac_ok(raw, zak)
     assert balances(home, DEBIT_PAN)[0] == opening - 400
     log = host.log()
-    assert log.count('reason="MAC missing or wrong on the acquirer link"') >= 2
+    refused = 'event=issuer.answer reason="MAC missing or wrong on the acquirer link"'
+    assert count_events(log, refused) >= 2

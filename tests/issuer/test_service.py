@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.engine import Connection, Engine
 
 from cardtally.issuer import IssuerService, Outcome
-from cardtally.issuer import _service as service_module
 from cardtally.runtime import Counters, Request
+from cardtally.storage import _group_commit as group_commit
 from cardtally.wire import Message, decode_message, encode_message
 from tests.issuer.bank import NOON, Bank
 from tests.issuer.messages import DEBIT_PAN, sale
@@ -82,7 +82,7 @@ def test_a_request_that_fails_is_undone_alone_and_answered_96(
 def test_nothing_is_answered_when_the_commit_fails(
     bank: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = service_module.transaction
+    real = group_commit.transaction
 
     @contextmanager
     def commit_fails(engine: Engine) -> Iterator[Connection]:
@@ -90,7 +90,8 @@ def test_nothing_is_answered_when_the_commit_fails(
             yield conn
             raise OSError("disk full at commit")
 
-    monkeypatch.setattr(service_module, "transaction", commit_fails)
+    # The batch's transaction is opened by the shared group-commit mechanism.
+    monkeypatch.setattr(group_commit, "transaction", commit_fails)
     service = _service(bank, Counters(), [])
     with pytest.raises(OSError, match="disk full"):
         service.handle_batch([_request(encode_message(sale(DEBIT_PAN, 1_000, 1)))])

@@ -49,6 +49,7 @@ from tests.issuer.tcp_support import (
     zak_of,
     zpk_of,
 )
+from tests.runtime.logs import count_events
 
 ALL_PANS = (DEBIT_PAN, CREDIT_PAN, LIMITED_PAN)
 DEBIT_OPENING = 50_000
@@ -142,7 +143,7 @@ def test_money_paths_over_tcp(db_url: str, tmp_path: Path) -> None:
 
     assert ledger_verify(home).returncode == 0
     log, output = host.log(), host.output()
-    assert log.count("event=issuer.answer") >= 16
+    assert count_events(log, "event=issuer.answer") >= 16
     for card in ALL_PANS:
         assert card not in log
         assert card not in output
@@ -243,6 +244,6 @@ def test_pipelining_concurrency_and_bad_input(db_url: str, tmp_path: Path) -> No
 
     assert ledger_verify(home).returncode == 0
     log = host.log()
-    assert "event=frame.rejected" in log
-    assert log.count("event=issuer.malformed") == 2
+    assert count_events(log, "event=frame.rejected") == 1
+    assert count_events(log, "event=issuer.malformed") == 2
     assert DEBIT_PAN not in log

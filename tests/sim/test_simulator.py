@@ -161,6 +161,7 @@ def test_a_switch_that_relays_a_late_approval_is_caught(monkeypatch: pytest.Monk
 
 def test_a_day_end_that_skips_refunds_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     from cardtally.clearing._issuer_leg import Refunded
+    from cardtally.issuer import _follow_ups as follow_ups
     from cardtally.sim import _dayend
 
     def skip(store, original_id, day, now_ms):  # type: ignore[no-untyped-def]
@@ -168,8 +169,11 @@ def test_a_day_end_that_skips_refunds_is_caught(monkeypatch: pytest.MonkeyPatch)
         return Refunded("nothing", 0, f"skipped:{original_id}", None, "skipped")
 
     monkeypatch.setattr(_dayend, "refund_one_sided", skip)
-    # A request delayed past its deadline reaches the issuer after the switch's reversal
-    # advice ("nothing to undo"): only the day end gives that money back.
+    # The day end is the backstop for what slips past the parties. The issuer refuses a
+    # request that arrives after its own reversal ("reversed before it arrived"); with that
+    # guard off, such a request debits after the advice found nothing to undo, and only the
+    # day end gives that money back.
+    monkeypatch.setattr(follow_ups, "_close_the_door", lambda request, store: None)
     _caught("debit_has_receipt_or_refund", _no_mutation, FaultPlan.parse("delay@si=0.3"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ from cardtally.storage import (
     open_engine,
     sqlite_url,
 )
+
+# A race between connections switching one new file to WAL; one round in ~25 lost
+# it before the fix, so this many rounds make a pass by luck vanishingly unlikely.
+WAL_RACE_ROUNDS = 300
+WAL_RACE_CONNECTIONS = 4
 
 # Nothing listens on port 1; the connect is refused at once.
 UNREACHABLE_PG = "postgresql+psycopg://cardtally:s3cret@127.0.0.1:1/test"
@@ -42,6 +48,32 @@ def test_sqlite_connections_get_the_durability_pragmas(tmp_path: Path) -> None:
         "foreign_keys": 1,
         "busy_timeout": 1_234,
     }
+
+
+def test_connections_opening_a_new_file_at_once_all_get_wal(tmp_path: Path) -> None:
+    # Several party processes starting together on a fresh home each turn the new file's
+    # rollback journal into a WAL; SQLite answers BUSY at once to the losers of that race.
+    failures: list[BaseException] = []
+    for round_no in range(WAL_RACE_ROUNDS):
+        url = sqlite_url(tmp_path / f"race-{round_no}.sqlite3")
+        engines = [open_engine(url) for _ in range(WAL_RACE_CONNECTIONS)]
+        barrier = threading.Barrier(len(engines))
+
+        def open_at_once(engine: Engine, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                check_reachable(engine)
+            except StorageError as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_at_once, args=(e,)) for e in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        for engine in engines:
+            engine.dispose()
+    assert failures == []
 
 
 def test_check_reachable_names_the_server(engine: Engine) -> None:

@@ -68,6 +68,7 @@ from tests.issuer.tcp_support import (
     balances,
     set_database,
 )
+from tests.runtime.logs import count_events, events
 from tests.switch.fake_issuer import FakeIssuer
 
 MERCHANT: Final = "898310048160001"
@@ -189,19 +190,19 @@ class Host(IssuerHost):
 
     def stop_counters(self) -> dict[str, int]:
         """The counters the switch logged when it stopped (``event=switch.stopped``)."""
-        stopped = [line for line in self.log().splitlines() if "event=switch.stopped" in line]
+        stopped = events(self.log(), "switch.stopped")
         assert stopped, f"{self.name} logged no stop:\n{self.log()}"
-        # The value is a quoted log field: a JSON string holding the JSON object.
-        counters = json.loads(json.loads(stopped[-1].split(" counters=", 1)[1]))
+        counters = stopped[-1]["counters"]
         assert isinstance(counters, dict)
         return counters
 
     def wait_log(self, needle: str, count: int = 1, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
-        """Wait (bounded) until the host's log holds ``needle`` ``count`` times; the log."""
+        """Wait (bounded) until the host's log holds ``count`` lines of the event ``needle``
+        names (``event=NAME k=v``, see :func:`tests.runtime.logs.count_events`); the log."""
         deadline = time.monotonic() + timeout_s
         while True:
             log = self.log()
-            if log.count(needle) >= count:
+            if count_events(log, needle) >= count:
                 return log
             if time.monotonic() >= deadline:
                 pytest.fail(f"{self.name}: {needle!r} x{count} not logged in {timeout_s} s:\n{log}")

@@ -13,6 +13,7 @@ from cardtally.config import Config, load_config
 @dataclass(frozen=True, slots=True)
 class CliState:
     home: Path
+    home_given: bool = False  # --home or $CARDTALLY_HOME, rather than the default
 
     def config(self) -> Config:
         return load_config(self.home)

@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cardtally.clearing._resolution import RESOLUTIONS
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
 from cardtally.sim import INVARIANTS, FaultPlan, FaultSpecError, RunResult, shrink, simulate
-from cardtally.sim._resolution import RESOLUTIONS
 from cardtally.sim._summary import Failure, Summary
 
 SEEDS_MAX: Final = 1_000_000

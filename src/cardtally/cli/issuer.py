@@ -398,15 +398,28 @@ def serve_command(
             "--port", min=0, max=65535, help="Port; 0 picks a free one (default: issuer.port)."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Port of GET /metrics on the same host; 0: none (default: issuer.metrics_port).",
+        ),
+    ] = None,
 ) -> None:
     """Run the issuer host: ISO 8583 over TCP, group commit, cardholder notices.
 
-    Logs structured lines on stderr (no card numbers) and prints 'listening on HOST:PORT'
-    once ready. Stops gracefully on SIGTERM or Ctrl-C, answering what is in flight.
+    Logs structured lines on stderr (JSON by default, [log] format; no card numbers), serves
+    Prometheus metrics when a metrics port is set, and prints 'listening on HOST:PORT' once
+    ready. Stops gracefully on SIGTERM or Ctrl-C, answering what is in flight.
     """
     from cardtally.runtime.issuer_process import serve_issuer  # noqa: PLC0415 - heavy, serve only
 
     config = state_of(ctx).config()
     serve_issuer(
-        config, host=host or config.issuer.host, port=config.issuer.port if port is None else port
+        config,
+        host=host or config.issuer.host,
+        port=config.issuer.port if port is None else port,
+        metrics_port=metrics_port,
     )

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 
 from cardtally import __version__
+from cardtally.cli import bench as bench_cli
 from cardtally.cli import chaos as chaos_cli
 from cardtally.cli import dayend as dayend_cli
 from cardtally.cli import demo as demo_cli
+from cardtally.cli import doctor as doctor_cli
 from cardtally.cli import home as home_cli
 from cardtally.cli import issuer as issuer_cli
 from cardtally.cli import ledger as ledger_cli
 from cardtally.cli import lookup as lookup_cli
 from cardtally.cli import switch as switch_cli
 from cardtally.cli import terminal as terminal_cli
+from cardtally.cli import up as up_cli
 from cardtally.cli import wire as wire_cli
 from cardtally.cli._output import EXIT_INTERNAL, EXIT_USAGE, err
 from cardtally.cli._state import CliState
@@ -54,9 +58,12 @@ app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(ledger_cli.app, name="ledger")
 app.add_typer(dayend_cli.app, name="dayend")
 app.command("init")(home_cli.init_command)
+app.command("doctor")(doctor_cli.doctor_command)
 app.command("demo")(demo_cli.demo_command)
+app.command("up")(up_cli.up_command)
 app.command("lookup")(lookup_cli.lookup_command)
 app.command("chaos")(chaos_cli.chaos_command)
+app.command("bench")(bench_cli.bench_command)
 
 
 def _version(value: bool) -> None:
@@ -85,7 +92,8 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    ctx.obj = CliState(home=resolve_home(home))
+    given = home is not None or bool(os.environ.get(HOME_ENV))
+    ctx.obj = CliState(home=resolve_home(home), home_given=given)
 
 
 #: Errors that are the user's input or environment, not our bug: one line, exit 2.
@@ -114,12 +122,26 @@ def run() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            _internal_error(exc)
+        # A port taken or not ours to bind: the environment, not a bug.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        sys.exit(EXIT_USAGE)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for developers
-        if os.environ.get("CARDTALLY_DEBUG"):
-            traceback.print_exc()
-        err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-            "This is a bug in cardtally. Set CARDTALLY_DEBUG=1 to see the traceback.",
-            markup=True,
-        )
-        sys.exit(EXIT_INTERNAL)
+        _internal_error(exc)
+
+
+#: OS errors that mean "the machine says no" (address in use, permission, no such address).
+_ENVIRONMENT_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    if os.environ.get("CARDTALLY_DEBUG"):
+        traceback.print_exc()
+    err.print(
+        f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+        "This is a bug in cardtally. Set CARDTALLY_DEBUG=1 to see the traceback.",
+        markup=True,
+    )
+    sys.exit(EXIT_INTERNAL)

@@ -765,18 +765,28 @@ def serve_command(
             "--port", min=0, max=65535, help="Port; 0 picks a free one (default: switch.port)."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Port of GET /metrics on the same host; 0: none (default: switch.metrics_port).",
+        ),
+    ] = None,
 ) -> None:
     """Run the acquirer switch: terminals in, issuers out, ISO 8583 over TCP.
 
     Verifies each terminal's MAC, assigns RRNs, routes by BIN, answers 98 and queues a
     reversal when an issuer is late, and repeats queued reversals until acknowledged. Logs
-    structured lines on stderr (no card numbers) and prints 'listening on HOST:PORT' once
+    structured lines on stderr (JSON by default, [log] format; no card numbers), serves
+    Prometheus metrics when a metrics port is set, and prints 'listening on HOST:PORT' once
     ready. Stops gracefully on SIGTERM or Ctrl-C.
 
     Example:
 
-        cardtally switch serve --port 9584
+        cardtally switch serve --port 9584 --metrics-port 9109
     """
     from cardtally.runtime.switch_process import serve_switch  # noqa: PLC0415 - serve only
 
-    serve_switch(_config(ctx), host=host, port=port)
+    serve_switch(_config(ctx), host=host, port=port, metrics_port=metrics_port)

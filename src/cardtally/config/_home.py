@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,8 +37,13 @@ HOME_ENV: Final = "CARDTALLY_HOME"
 DEFAULT_HOME: Final = Path(".cardtally")
 CONFIG_FILE: Final = "cardtally.toml"
 PORT: Final = integer(1, 65535)
+#: A port that may be 0, meaning "do not listen at all".
+OPTIONAL_PORT: Final = integer(0, 65535)
 AMOUNT_MINOR: Final = integer(0, 10**12)
 NOTICE_SINKS: Final = ("console", "jsonl", "webhook")
+#: JSON by default: a host's stderr goes to a log shipper more often than to a person's eyes.
+LOG_FORMATS: Final = ("json", "text")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 SCHEMA: Final[dict[str, Section]] = {
     "network": {
@@ -76,6 +82,9 @@ SCHEMA: Final[dict[str, Section]] = {
         ),
         "notice_jsonl": Field(text, "notices.jsonl", "JSON-lines notice file (relative: in home)"),
         "notice_webhook": Field(optional_text, "", "URL notices are POSTed to ('' for none)"),
+        "metrics_port": Field(
+            OPTIONAL_PORT, 0, "port of the Prometheus /metrics endpoint on issuer.host (0: off)"
+        ),
     },
     "switch": {
         "host": Field(text, "127.0.0.1", "address the acquirer switch listens on"),
@@ -106,6 +115,15 @@ SCHEMA: Final[dict[str, Section]] = {
         "echo_idle_ms": Field(
             integer(1000, 3_600_000), 30_000, "an idle issuer link is echo-tested after this long"
         ),
+        "metrics_port": Field(
+            OPTIONAL_PORT, 0, "port of the Prometheus /metrics endpoint on switch.host (0: off)"
+        ),
+    },
+    "log": {
+        "format": Field(
+            choice(*LOG_FORMATS), "json", "host log lines on stderr: one JSON object each, or text"
+        ),
+        "level": Field(choice(*LOG_LEVELS), "info", "least severe log level written"),
     },
     "dayend": {
         "cutoff": Field(
@@ -152,6 +170,7 @@ class SwitchConfig:
     advice_backoff_max_ms: int
     advice_batch_max: int
     echo_idle_ms: int
+    metrics_port: int = 0  # 0: no metrics endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +190,13 @@ class IssuerConfig:
     notice_sinks: tuple[str, ...]
     notice_jsonl: Path
     notice_webhook: str
+    metrics_port: int = 0  # 0: no metrics endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "json"  # json | text
+    level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +218,7 @@ class Config:
     issuer: IssuerConfig
     switch: SwitchConfig
     dayend: DayendConfig
+    log: LogConfig = LogConfig()
 
 
 def resolve_home(option: str | Path | None, environ: dict[str, str] | None = None) -> Path:
@@ -229,6 +256,7 @@ def load_config(home: Path) -> Config:
         issuer=_issuer(home, values["issuer"]),
         switch=_switch(home, values["switch"]),
         dayend=_dayend(home, values["dayend"]),
+        log=LogConfig(**values["log"]),
     )
 
 
@@ -279,14 +307,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"cannot read config: {exc}", str(path)) from None
 
 
-def default_config_text() -> str:
-    """The config ``cardtally init`` writes: every key, its default and what it means."""
+def default_config_text(values: Mapping[str, Mapping[str, object]] | None = None) -> str:
+    """The config ``cardtally init`` writes: every key, its default and what it means.
+
+    ``values`` (section -> key -> value) are written instead of those keys' defaults, as
+    ``cardtally init --sample`` does; a key the schema does not know is a ``ValueError``.
+    """
+    given = values or {}
+    unknown = [f"{s}.{k}" for s, keys in given.items() for k in keys if k not in SCHEMA.get(s, {})]
+    if unknown:
+        raise ValueError(f"not config keys: {', '.join(unknown)}")
     lines = ["# cardtally configuration. Every key is optional; shown here with its default.", ""]
     for section_name, section in SCHEMA.items():
         lines.append(f"[{section_name}]")
         for name, fld in section.items():
+            value = given.get(section_name, {}).get(name, fld.default)
             lines.append(f"# {fld.help}")
-            lines.append(f"{name} = {_toml_value(fld.default)}")
+            lines.append(f"{name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 

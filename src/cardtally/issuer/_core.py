@@ -32,7 +32,7 @@ from cardtally.issuer._checks import (
     check_pin,
     check_status,
 )
-from cardtally.issuer._follow_ups import completion, refund, reversal, void
+from cardtally.issuer._follow_ups import REVERSED_FIRST, completion, refund, reversal, void
 from cardtally.issuer._model import Card, StoredResponse, TxnKind, TxnRecord
 from cardtally.issuer._posting import (
     Decision,
@@ -80,6 +80,7 @@ FINANCIAL: Final = frozenset({"0100", "0200", "0220", "0400", "0401", "0420", "0
 #: The MAC on the acquirer-issuer link, under the zone MAC key (docs/wire-profile.md).
 LINK_MAC_ALGORITHM: Final = MacAlgorithm.X9_19
 LINK_MAC_REFUSED: Final = "MAC missing or wrong on the acquirer link"
+REVERSED_BEFORE_ARRIVAL: Final = "reversed before it arrived: the acquirer gave up on it"
 #: Kinds whose approval counts against the daily limit (a completion was counted as its hold).
 _DAILY_KINDS: Final = (TxnKind.SALE, TxnKind.PREAUTH)
 _FUNDS_CODES: Final = frozenset({LedgerErrorCode.EXCEEDS_FLOOR})
@@ -387,6 +388,9 @@ def _unsupported(
 
 
 def _repeat(message: Message, stored: StoredResponse, digest: str, kind: TxnKind | None) -> Outcome:
+    if stored.content_sha256 == REVERSED_FIRST:
+        response = message.response(rc.INVALID_TRANSACTION, _link_fields(message))
+        return Outcome(response, "refused", rc.INVALID_TRANSACTION, REVERSED_BEFORE_ARRIVAL, kind)
     if stored.content_sha256 != digest:
         response = message.response(rc.DUPLICATE, _link_fields(message))
         return Outcome(

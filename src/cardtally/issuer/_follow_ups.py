@@ -6,9 +6,11 @@ the new transfer that completes, returns or undoes it. Nothing is updated in pla
 
 from __future__ import annotations
 
+from typing import Final
+
 from cardtally.issuer._checks import check_amount, check_status
 from cardtally.issuer._history import Standing, original_by_rrn, reversal_target, standing
-from cardtally.issuer._model import DEBIT_KINDS, Card, TxnKind, TxnRecord
+from cardtally.issuer._model import DEBIT_KINDS, Card, StoredResponse, TxnKind, TxnRecord
 from cardtally.issuer._posting import (
     Decision,
     IssuerRequest,
@@ -18,11 +20,12 @@ from cardtally.issuer._posting import (
     settlement_account_id,
     transfer_spec,
 )
+from cardtally.issuer._request import original_key
 from cardtally.issuer._store import IssuerStore
 from cardtally.ledger import Transfer, TransferKind
 from cardtally.money import Money
 from cardtally.notices import NoticeKind
-from cardtally.wire import Pan
+from cardtally.wire import Pan, response_mti
 from cardtally.wire import _codes as rc
 
 
@@ -125,9 +128,14 @@ def refund(request: IssuerRequest, card: Card, pan: Pan, store: IssuerStore) -> 
     return decision
 
 
+#: The request log's mark for a request whose reversal arrived first (not a content digest).
+REVERSED_FIRST: Final = "reversed-before-arrival"
+
+
 def reversal(request: IssuerRequest, store: IssuerStore) -> Decision:
     original = reversal_target(request.message, store)
     if original is None:
+        _close_the_door(request, store)
         return Decision(rc.ORIGINAL_NOT_FOUND, "no original with that terminal, merchant and STAN")
     card = store.card(original.card_id) if original.card_id else None
     now = standing(original, store)
@@ -192,3 +200,21 @@ def _undo(
         else (NoticeKind.DEBIT, f"reversal of {original.kind.value}")
     )
     return post(request, card, spec, store, notice=notice)
+
+
+def _close_the_door(request: IssuerRequest, store: IssuerStore) -> None:
+    """Nothing to undo: the acquirer gave up on the original, which may still be on its way.
+
+    Its request key goes into the request log marked :data:`REVERSED_FIRST`, so that if it
+    arrives after all, the log's usual look-up refuses it (12) and no money moves: a debit or
+    a hold placed then would be one that nobody undoes again. Writing here, on the rare 25,
+    keeps every other request free of an extra look-up.
+    """
+    key = original_key(request.message)
+    if key is None or store.response_for(key) is not None:
+        return
+    original_mti = response_mti((request.message.get(90) or "")[:4])
+    fields = {39: rc.INVALID_TRANSACTION}
+    store.save_response(
+        StoredResponse(key, REVERSED_FIRST, original_mti, fields, request.now.at_ms)
+    )

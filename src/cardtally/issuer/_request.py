@@ -38,6 +38,26 @@ def request_key(message: Message) -> str:
     return "|".join(parts)
 
 
+#: Field 90 (original data elements): original MTI, STAN, transmission time, then the IDs.
+_ORIGINAL_DATA_CHARS: Final = 20
+
+
+def original_key(reversal: Message) -> str | None:
+    """The request key of the request a reversal names in field 90 (None: it names none)."""
+    data = reversal.get(90) or ""
+    if len(data) < _ORIGINAL_DATA_CHARS or not data[:_ORIGINAL_DATA_CHARS].isdigit():
+        return None
+    parts = (
+        original_of(data[0:4]),
+        reversal.get(32) or "",
+        reversal.terminal_id or "",
+        reversal.merchant_id or "",
+        data[4:10],
+        data[10:20],
+    )
+    return "|".join(parts)
+
+
 def expiry_of(message: Message) -> str | None:
     """The expiry date the request carries: field 14, else the YYMM after track 2's separator."""
     if 14 in message:

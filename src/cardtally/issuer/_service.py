@@ -1,9 +1,10 @@
 """The issuer as the runtime sees it: batches of frames in, committed answers out.
 
-Group commit: one transaction per batch, one SAVEPOINT per request so a request
-that fails unexpectedly is rolled back alone (and answered 96) while the rest of
-the batch commits. Answers are returned only after the commit, so none leaves
-before the state behind it is durable.
+Group commit: one transaction per batch, so a burst of requests costs one commit; a request
+that fails unexpectedly is rolled back alone (and answered 96) while the rest of the batch
+commits (:func:`cardtally.storage.commit_batch`: savepoints only when a request fails).
+Answers are returned only after the commit, so none leaves before the state behind it is
+durable.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from cardtally.issuer._core import FINANCIAL, NETWORK_MANAGEMENT, IssuerCore, Outcome
+from cardtally.issuer._request import request_key
 from cardtally.issuer._store import SqlIssuerStore
-from cardtally.runtime import Counters, Reply, Request, log_event, wall_clock_ms
-from cardtally.storage import transaction
+from cardtally.runtime import Counters, Reply, Request, TxnNote, log_event, wall_clock_ms
+from cardtally.storage import commit_batch, transaction
 from cardtally.wire import DecodeError, Message, decode_message, encode_message, response_mti
 from cardtally.wire import _codes as rc
 
 _ANSWERABLE: Final = FINANCIAL | NETWORK_MANAGEMENT
 _MTI_BYTES: Final = 2
+#: One request's result: its decoding failed, or the message and what the core decided.
+_Answer = DecodeError | tuple[Message, Outcome]
 
 
 class IssuerService:
@@ -47,19 +51,23 @@ class IssuerService:
 
     def handle_batch(self, requests: Sequence[Request]) -> list[Reply]:
         now_ms = self._clock_ms()
-        answers: list[Reply | Outcome] = []
-        with transaction(self._engine) as conn:
-            store = SqlIssuerStore(conn)
-            for request in requests:
-                try:
-                    message = decode_message(request.body)
-                except DecodeError as exc:
-                    answers.append(self._malformed(request, exc))
-                    continue
-                answers.append(self._one(conn, store, message, request.body, now_ms))
+
+        def work(store: SqlIssuerStore, request: Request) -> _Answer:
+            try:
+                message = decode_message(request.body)
+            except DecodeError as exc:
+                return exc
+            return message, self._core.handle(message, now_ms, store, request.body)
+
+        answers = commit_batch(
+            self._engine, requests, store_of=SqlIssuerStore, work=work, failed=self._failed
+        )
         # Committed: from here on the answers may leave.
-        replies = [self._reply(answer) for answer in answers]
-        if any(isinstance(a, Outcome) and a.notices for a in answers):
+        replies = [
+            self._malformed(request, a) if isinstance(a, DecodeError) else self._reply(*a)
+            for request, a in zip(requests, answers, strict=True)
+        ]
+        if any(not isinstance(a, DecodeError) and a[1].notices for a in answers):
             self._notices_written()
         return replies
 
@@ -70,27 +78,23 @@ class IssuerService:
             self._counters.inc("holds_expired", by=len(released))
             log_event(self._logger, "issuer.holds_expired", count=len(released))
 
-    def _one(
-        self, conn: Connection, store: SqlIssuerStore, message: Message, raw: bytes, now_ms: int
-    ) -> Outcome:
-        savepoint = conn.begin_nested()
-        try:
-            outcome = self._core.handle(message, now_ms, store, raw)
-        except Exception as exc:
-            savepoint.rollback()
-            # A bug or a database fault: this request is undone and answered 96; the
-            # log says what went wrong without the message (it holds card data).
-            self._logger.exception(
-                "issuer.request_failed mti=%s error=%s", message.mti, type(exc).__name__
-            )
-            return Outcome(
-                message.response(rc.SYSTEM_MALFUNCTION),
-                "failed",
-                rc.SYSTEM_MALFUNCTION,
-                type(exc).__name__,
-            )
-        savepoint.commit()
-        return outcome
+    def _failed(self, request: Request, exc: Exception) -> _Answer:
+        """A bug or a database fault: this request is undone and answered 96; the log says
+        what went wrong without the message (it holds card data)."""
+        message = decode_message(request.body)  # it decoded in the run that failed
+        self._logger.error(
+            "issuer.request_failed mti=%s error=%s",
+            message.mti,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        failure = Outcome(
+            message.response(rc.SYSTEM_MALFUNCTION),
+            "failed",
+            rc.SYSTEM_MALFUNCTION,
+            type(exc).__name__,
+        )
+        return message, failure
 
     def _malformed(self, request: Request, exc: DecodeError) -> Reply:
         self._counters.inc("malformed")
@@ -104,26 +108,30 @@ class IssuerService:
             error=str(exc),
         )
         body = malformed_answer(request.body)
-        return Reply(None, close=True) if body is None else Reply(body)
+        # Counted by the runtime's metrics; the line above says what went wrong.
+        note = TxnNote(None, txn_type="malformed")
+        return Reply(None, close=True, note=note) if body is None else Reply(body, note=note)
 
-    def _reply(self, answer: Reply | Outcome) -> Reply:
-        if isinstance(answer, Reply):
-            return answer
+    def _reply(self, message: Message, answer: Outcome) -> Reply:
         self._count(answer)
         response = answer.response
-        log_event(
-            self._logger,
+        # Logged by the runtime once the answer is written, with its latency.
+        note = TxnNote(
             "issuer.answer",
-            kind=answer.kind.value if answer.kind else "-",
-            result=answer.result,
-            rc=answer.response_code,
-            reason=answer.reason,
-            stan=response.stan if response else "-",
-            terminal=response.terminal_id if response else "-",
+            answer=response,
+            txn_type=None if response is not None or answer.kind is None else answer.kind.value,
+            fields={
+                "kind": answer.kind.value if answer.kind else "-",
+                "result": answer.result,
+                "reason": answer.reason,
+                "txn_id": request_key(message),
+                "rrn": message.rrn,
+            },
         )
         # Every answer from the core, repeats from the log included, goes out signed under
         # the zone MAC key when the link has one.
-        return Reply(None if response is None else self._core.encode_answer(response))
+        body = None if response is None else self._core.encode_answer(response)
+        return Reply(body, note=note)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.result == "approved":

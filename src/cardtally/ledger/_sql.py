@@ -7,9 +7,9 @@ a SAVEPOINT per request), so nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, Select, select, union_all, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from cardtally.ledger._model import Account, Transfer, TransferKind
@@ -18,6 +18,17 @@ from cardtally.ledger._schema import ledger_transfer_table as _transfers
 
 # Rows fetched per round trip when streaming a whole table for verify().
 _STREAM_ROWS = 1_000
+
+# The statements every transfer runs, built once: building a statement per call and computing
+# its cache key costs SQLAlchemy several times what executing the cached SQL does (see
+# docs/benchmarks.md). Bound names differ from column names, which SET and VALUES keep.
+# FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): two
+# transactions reading a balance, then both writing it back, would lose one.
+_ACCOUNT: Final = select(_accounts).where(_accounts.c.id == bindparam("b_id")).with_for_update()
+_SAVE_BALANCES: Final = update(_accounts).where(_accounts.c.id == bindparam("b_id"))
+_TRANSFER: Final = select(_transfers).where(_transfers.c.id == bindparam("b_id"))
+_INSERT_TRANSFER: Final = _transfers.insert()
+_RESOLUTION_OF: Final = select(_transfers).where(_transfers.c.pending_id == bindparam("b_id"))
 
 
 class SqlLedgerStore:
@@ -28,10 +39,7 @@ class SqlLedgerStore:
         self._postgres = conn.dialect.name == "postgresql"
 
     def account(self, account_id: str) -> Account | None:
-        # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers):
-        # two transactions reading a balance, then both writing it back, would lose one.
-        query = select(_accounts).where(_accounts.c.id == account_id).with_for_update()
-        row = self._conn.execute(query).one_or_none()
+        row = self._conn.execute(_ACCOUNT, {"b_id": account_id}).one_or_none()
         return None if row is None else _account(row)
 
     def insert_account(self, account: Account) -> None:
@@ -47,38 +55,33 @@ class SqlLedgerStore:
         )
 
     def save_balances(self, account: Account) -> None:
-        result = self._conn.execute(
-            update(_accounts).where(_accounts.c.id == account.id).values(**_balances(account))
-        )
+        result = self._conn.execute(_SAVE_BALANCES, {"b_id": account.id, **_balances(account)})
         if result.rowcount != 1:
             raise LookupError(f"no ledger account {account.id!r} to update")
 
     def transfer(self, transfer_id: str) -> Transfer | None:
-        row = self._conn.execute(
-            select(_transfers).where(_transfers.c.id == transfer_id)
-        ).one_or_none()
+        row = self._conn.execute(_TRANSFER, {"b_id": transfer_id}).one_or_none()
         return None if row is None else _transfer(row)
 
     def insert_transfer(self, transfer: Transfer) -> None:
         self._conn.execute(
-            _transfers.insert().values(
-                id=transfer.id,
-                kind=transfer.kind.value,
-                debit_account_id=transfer.debit_account_id,
-                credit_account_id=transfer.credit_account_id,
-                amount_minor=transfer.amount_minor,
-                currency=transfer.currency,
-                pending_id=transfer.pending_id,
-                expires_at_ms=transfer.expires_at_ms,
-                reference=transfer.reference,
-                at_ms=transfer.at_ms,
-            )
+            _INSERT_TRANSFER,
+            {
+                "id": transfer.id,
+                "kind": transfer.kind.value,
+                "debit_account_id": transfer.debit_account_id,
+                "credit_account_id": transfer.credit_account_id,
+                "amount_minor": transfer.amount_minor,
+                "currency": transfer.currency,
+                "pending_id": transfer.pending_id,
+                "expires_at_ms": transfer.expires_at_ms,
+                "reference": transfer.reference,
+                "at_ms": transfer.at_ms,
+            },
         )
 
     def resolution_of(self, pending_id: str) -> Transfer | None:
-        row = self._conn.execute(
-            select(_transfers).where(_transfers.c.pending_id == pending_id)
-        ).one_or_none()
+        row = self._conn.execute(_RESOLUTION_OF, {"b_id": pending_id}).one_or_none()
         return None if row is None else _transfer(row)
 
     def expired_pending(self, now_ms: int, limit: int) -> list[Transfer]:

@@ -13,6 +13,10 @@ Everything is bounded by :class:`ServerLimits`. A ``serve`` command wires it up 
 with ``services=[...]`` (each a :class:`Service`) for what must be up around the server, such
 as a switch's issuer links: started before it, stopped after its drain.
 
+A party may attach a :class:`TxnNote` to a reply: the server then writes that request's
+transaction line (type, terminal, STAN, response code, latency) once the answer is written,
+and tells its ``observer`` (a metrics registry) the type, code and latency.
+
 :class:`FrameClient` and :class:`SyncFrameClient` speak the same framing from the other end.
 """
 
@@ -25,7 +29,8 @@ from cardtally.runtime._handler import BatchHandler, Reply, Request
 from cardtally.runtime._limits import ServerLimits
 from cardtally.runtime._logging import configure_logging, log_event
 from cardtally.runtime._serve import Service, serve_forever
-from cardtally.runtime._server import SERVER_COUNTERS, FrameServer
+from cardtally.runtime._server import SERVER_COUNTERS, FrameServer, TxnObserver
+from cardtally.runtime._txn import TxnNote
 
 __all__ = [
     "SERVER_COUNTERS",
@@ -40,6 +45,8 @@ __all__ = [
     "ServerLimits",
     "Service",
     "SyncFrameClient",
+    "TxnNote",
+    "TxnObserver",
     "configure_logging",
     "exclusive",
     "log_event",

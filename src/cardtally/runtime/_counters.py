@@ -59,6 +59,20 @@ class Counters:
         with self._lock:
             return self._values.get((name, label), 0)
 
+    def samples(self) -> list[tuple[str, str | None, str | None, int]]:
+        """Every counter as ``(name, label name, label, value)``, sorted; the label name and
+        label are None for a counter bumped without one (a metrics exporter reads these)."""
+        with self._lock:
+            items = sorted(self._values.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        return [
+            (name, None if label is None else self.label_name(name), label, value)
+            for (name, label), value in items
+        ]
+
+    def label_name(self, name: str) -> str:
+        """The name of ``name``'s label (``label`` unless declared at construction)."""
+        return self._label_names.get(name, LABEL_NAME_DEFAULT)
+
     def snapshot(self) -> dict[str, int]:
         """Every counter, sorted by key."""
         with self._lock:
@@ -69,5 +83,4 @@ class Counters:
     def _key(self, name: str, label: str | None) -> str:
         if label is None:
             return name
-        label_name = self._label_names.get(name, LABEL_NAME_DEFAULT)
-        return f'{name}{{{label_name}="{_escape(label)}"}}'
+        return f'{name}{{{self.label_name(name)}="{_escape(label)}"}}'

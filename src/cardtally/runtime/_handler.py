@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cardtally.runtime._txn import TxnNote
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -33,15 +35,18 @@ class Reply:
     closes the connection after the body, if any, is written (bytes that are not a message).
     ``deferred=True`` (build it with :meth:`later`) answers nothing yet: the answer comes
     later through :meth:`FrameServer.complete <cardtally.runtime.FrameServer.complete>`.
+    ``note`` asks for a transaction log line and labels the metrics (see :class:`TxnNote`);
+    the server reads it when the answer is written, when the latency is known.
     """
 
     body: bytes | None
     close: bool = False
     deferred: bool = False
+    note: TxnNote | None = None
 
     def __post_init__(self) -> None:
         # A deferred reply is a promise of one later; a body or a close now would break it.
-        if self.deferred and (self.body is not None or self.close):
+        if self.deferred and (self.body is not None or self.close or self.note is not None):
             raise ValueError("a deferred reply carries no body and does not close")
 
     @classmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -29,6 +30,7 @@ from cardtally.runtime._handler import BatchHandler, Reply, Request
 from cardtally.runtime._lane import WorkerLane
 from cardtally.runtime._limits import ServerLimits
 from cardtally.runtime._logging import log_event
+from cardtally.runtime._txn import TxnNote, answer_facts, line_fields
 from cardtally.wire import (
     LENGTH_PREFIX_BYTES,
     DecodeError,
@@ -57,6 +59,10 @@ SERVER_COUNTERS: Final = (
 
 A = TypeVar("A")
 T = TypeVar("T")
+
+#: Told of every answered request: (request type, response code, seconds from arrival to the
+#: answer written). A metrics exporter; it runs on the event loop, so it must be quick.
+TxnObserver = Callable[[str, str, float], None]
 
 
 def _peer_text(writer: asyncio.StreamWriter) -> str:
@@ -114,6 +120,7 @@ class _Pending:
     conn: _Connection
     tpdu: Tpdu
     header: bytes
+    arrived_s: float  # time.perf_counter() when its bytes were read, for the latency
 
 
 class FrameServer:
@@ -130,6 +137,10 @@ class FrameServer:
     ``batches``, ``batch_requests`` (sum of batch sizes), ``handler_errors``, ``ticks``,
     ``tick_errors``, ``deferred_completed`` (deferred requests answered) and
     ``deferred_dropped`` (deferred requests whose connection closed before their answer).
+
+    As each answer is written (or found to have nobody to go to), the reply's
+    :class:`~cardtally.runtime.TxnNote`, if any, becomes the request's transaction log line,
+    and ``observer`` (a metrics registry) is told its type, code and latency.
     """
 
     def __init__(
@@ -143,6 +154,7 @@ class FrameServer:
         name: str,
         logger: logging.Logger | None = None,
         counters: Counters | None = None,
+        observer: TxnObserver | None = None,
     ) -> None:
         if not name or not name.replace("-", "_").isidentifier():
             raise ValueError(f"server name must be a word such as 'issuer', got {name!r}")
@@ -158,6 +170,7 @@ class FrameServer:
             logger if logger is not None else logging.getLogger(f"cardtally.runtime.{name}")
         )
         self._counters = counters if counters is not None else Counters()
+        self._observer = observer
         for counter in SERVER_COUNTERS:
             self._counters.inc(counter, by=0)
         # One read never exceeds one whole frame, and the stream reader pauses the socket at
@@ -373,6 +386,7 @@ class FrameServer:
             raise ValueError("complete() takes the answer itself, not another Reply.later()")
         pending = self._unpark(request_id)
         if pending is None:
+            self._observe(reply, None, sent=False)
             return False
         outgoing: dict[_Connection, list[bytes]] = {}
         self._answer(pending, reply, outgoing)
@@ -485,7 +499,7 @@ class FrameServer:
                 return "idle"
             if not data:
                 return "eof_mid_frame" if decoder.buffered_bytes else None
-            received_at_ms = wall_clock_ms()
+            received_at_ms, arrived_s = wall_clock_ms(), time.perf_counter()
             try:
                 frames = [split_frame(body, self._link) for body in decoder.feed(data)]
             except DecodeError as exc:  # FrameTooLargeError included
@@ -504,7 +518,7 @@ class FrameServer:
             conn.frames_in += len(frames)
             self._counters.inc("frames_in", by=len(frames))
             for frame in frames:
-                await self._admit(conn, frame, received_at_ms)
+                await self._admit(conn, frame, received_at_ms, arrived_s)
 
     async def _drain(self, conn: _Connection) -> str | None:
         """Backpressure on replies: a peer that does not read its replies is not read either."""
@@ -528,13 +542,15 @@ class FrameServer:
                 if conn.in_flight == 0:
                     return None
 
-    async def _admit(self, conn: _Connection, frame: SplitFrame, received_at_ms: int) -> None:
+    async def _admit(
+        self, conn: _Connection, frame: SplitFrame, received_at_ms: int, arrived_s: float
+    ) -> None:
         while conn.in_flight >= self._limits.in_flight_per_connection_max:
             conn.window.clear()
             await conn.window.wait()
         request_id = next(self._request_ids)
         request = Request(conn.id, conn.peer, frame.message, received_at_ms, request_id)
-        await self._queue.put(_Pending(request, conn, frame.tpdu, frame.header))
+        await self._queue.put(_Pending(request, conn, frame.tpdu, frame.header, arrived_s))
         # Counted after the put: a reader cancelled while the queue is full queued nothing.
         conn.in_flight += 1
 
@@ -666,6 +682,8 @@ class FrameServer:
                 # Closed during the batch: a deferred answer would find nobody either.
                 if reply.deferred:
                     self._counters.inc("deferred_dropped")
+                else:
+                    self._settled(pending, reply, sent=False)
                 continue
             if reply.deferred:
                 # Still in flight: the request keeps its place in the window until complete().
@@ -683,17 +701,46 @@ class FrameServer:
         conn.in_flight -= 1
         conn.window.set()
         close_reason = "handler_close" if reply.close else None
-        if reply.body is not None:
-            frame = self._encode_reply(pending, reply.body)
-            if frame is None:
-                close_reason = "reply_unencodable"
-            else:
-                outgoing.setdefault(conn, []).append(frame)
+        frame = None if reply.body is None else self._encode_reply(pending, reply.body)
+        if frame is not None:
+            outgoing.setdefault(conn, []).append(frame)
+        elif reply.body is not None:
+            close_reason = "reply_unencodable"
+        self._settled(pending, reply, sent=frame is not None)
         if close_reason is None and conn.in_flight == 0:
             close_reason = conn.done_reason
         if close_reason is not None:
             self._write(conn, outgoing.pop(conn, []))
             self._close(conn, close_reason)
+
+    def _settled(self, pending: _Pending, reply: Reply, *, sent: bool) -> None:
+        """Count the answer and write its transaction line (if the party asked for one)."""
+        self._observe(reply, time.perf_counter() - pending.arrived_s, sent=sent)
+
+    def _observe(self, reply: Reply, elapsed_s: float | None, *, sent: bool) -> None:
+        """``elapsed_s`` None: the request is unknown here (its connection closed before this
+        answer came), so there is nothing to time and nothing to count, only to log."""
+        note: TxnNote | None = reply.note
+        observer = self._observer if elapsed_s is not None else None
+        logged = note is not None and note.event is not None
+        if observer is None and not logged:
+            return
+        try:
+            facts = answer_facts(note, reply.body)
+            if observer is not None and elapsed_s is not None:
+                observer(facts.txn_type, facts.code, elapsed_s)
+            if note is not None and note.event is not None:
+                latency_ms = None if elapsed_s is None else round(elapsed_s * 1000, 3)
+                fields = line_fields(facts, note, latency_ms=latency_ms, sent=sent)
+                log_event(self._logger, note.event, level=logging.INFO, **fields)
+        except Exception as exc:  # observability must never cost an answer
+            log_event(
+                self._logger,
+                "txn.observe_failed",
+                level=logging.ERROR,
+                server=self._name,
+                error=type(exc).__name__,
+            )
 
     def _encode_reply(self, pending: _Pending, body: bytes) -> bytes | None:
         try:

@@ -3,18 +3,21 @@
 The host answers on the runtime's :class:`FrameServer` (group commit), while a
 notice thread delivers the outbox to the configured sinks. Notice delivery is
 kept off the commit lane: a slow webhook must never hold up authorisations.
+With ``issuer.metrics_port`` set, ``GET /metrics`` on that port reports the
+transactions, their latency, the counters and the notices still undelivered.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
 
 from cardtally.config import Config
@@ -23,8 +26,10 @@ from cardtally.issuer._core import DAY_MS
 from cardtally.notices import NoticeDispatcher, build_sinks
 from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
+from cardtally.runtime._host import configure_host_logging, start_metrics
 from cardtally.runtime._limits import ServerLimits
-from cardtally.runtime._logging import configure_logging, log_event
+from cardtally.runtime._logging import log_event
+from cardtally.runtime._metrics import PartyMetrics
 from cardtally.runtime._serve import serve_forever
 from cardtally.runtime._server import FrameServer
 from cardtally.security import load_data_keys, load_issuer_keys
@@ -35,6 +40,33 @@ NOTICE_STOP_TIMEOUT_S: Final = 10.0
 
 #: Counters the issuer declares at start, so a scrape shows them at zero.
 ISSUER_COUNTERS: Final = ("approved", "declined", "duplicates", "refused", "reversals", "malformed")
+#: What the issuer's labelled counters are split by (the request kind, or field 39).
+ISSUER_LABELS: Final = {
+    "approved": "kind",
+    "declined": "code",
+    "refused": "code",
+    "reversals": "code",
+    "echo": "code",
+    "failed": "code",
+}
+
+
+@dataclass
+class NoticeStatus:
+    """Undelivered notices per sink after the last delivery round (the notice thread writes,
+    a metrics scrape reads: one reference swapped whole, so no lock is needed)."""
+
+    pending: Mapping[str, int] = field(default_factory=dict)
+
+    def gauges(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "cardtally_issuer_notices_pending",
+            "Cardholder notices not yet delivered, per sink, after the last delivery round",
+            labels=["sink"],
+        )
+        for sink, count in sorted(self.pending.items()):
+            family.add_metric([sink], count)
+        yield family
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +78,14 @@ class IssuerProcess:
     dispatcher: NoticeDispatcher
     counters: Counters
     notices_written: threading.Event
+    metrics: PartyMetrics | None = None
+    notice_status: NoticeStatus = field(default_factory=NoticeStatus)
 
 
-def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger) -> IssuerProcess:
+def build_issuer(
+    config: Config, *, host: str, port: int, logger: logging.Logger, metrics: bool = False
+) -> IssuerProcess:
+    """The issuer's parts; with ``metrics``, a registry its server reports into."""
     settings = config.issuer
     engine = open_issuer_database(settings.database, wall_clock_ms())
     core = IssuerCore(
@@ -56,7 +93,7 @@ def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger
         load_data_keys(config.home),
         IssuerPolicy(pin_tries_max=settings.pin_tries_max, hold_ms=settings.hold_days * DAY_MS),
     )
-    counters = Counters()
+    counters = Counters(label_names=ISSUER_LABELS)
     for name in ISSUER_COUNTERS:
         counters.inc(name, by=0)
     sinks = build_sinks(
@@ -65,6 +102,7 @@ def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger
         webhook_url=settings.notice_webhook or None,
     )
     notices_written = threading.Event()
+    party_metrics = PartyMetrics("issuer", counters) if metrics else None
     service = IssuerService(
         engine, core, counters=counters, logger=logger, notices_written=notices_written.set
     )
@@ -83,9 +121,13 @@ def build_issuer(config: Config, *, host: str, port: int, logger: logging.Logger
         name="issuer",
         logger=logger,
         counters=counters,
+        observer=None if party_metrics is None else party_metrics.observe,
     )
     dispatcher = NoticeDispatcher(engine, sinks, logger=logger)
-    return IssuerProcess(engine, server, dispatcher, counters, notices_written)
+    process = IssuerProcess(engine, server, dispatcher, counters, notices_written, party_metrics)
+    if party_metrics is not None:
+        party_metrics.add_gauges(process.notice_status.gauges)
+    return process
 
 
 def _deliver_notices(process: IssuerProcess, stop: threading.Event) -> None:
@@ -95,21 +137,54 @@ def _deliver_notices(process: IssuerProcess, stop: threading.Event) -> None:
     # by the last batches before shutdown leave now rather than at the next start.
     while True:
         stopping = stop.is_set()
-        process.dispatcher.deliver_once(wall_clock_ms())
+        _delivery_round(process)
         if stopping:
             return
         process.notices_written.wait(NOTICE_INTERVAL_MS / 1000)
         process.notices_written.clear()
 
 
-def serve_issuer(config: Config, *, host: str, port: int) -> None:
-    """Run the issuer host until SIGTERM/SIGINT; print 'listening on HOST:PORT' when ready."""
-    configure_logging()
-    # Alembic announces every migration context at INFO; at start-up that is noise.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _delivery_round(process: IssuerProcess) -> None:
+    try:
+        report = process.dispatcher.deliver_once(wall_clock_ms())
+    except Exception as exc:
+        # The database is busy or gone: the notices wait in the outbox for the next round.
+        log_event(
+            process.server.logger,
+            "notices.round_failed",
+            level=logging.ERROR,
+            error=type(exc).__name__,
+        )
+        return
+    process.notice_status.pending = dict(report.pending)
+
+
+def serve_issuer(config: Config, *, host: str, port: int, metrics_port: int | None = None) -> None:
+    """Run the issuer host until SIGTERM/SIGINT; print 'listening on HOST:PORT' when ready.
+
+    ``metrics_port`` (default: ``issuer.metrics_port``; 0: none) serves ``/metrics`` on
+    ``host``.
+    """
+    configure_host_logging(config)
     logger = logging.getLogger("cardtally.issuer")
     started = time.monotonic()
-    process = build_issuer(config, host=host, port=port, logger=logger)
+    metrics_port = config.issuer.metrics_port if metrics_port is None else metrics_port
+    process = build_issuer(config, host=host, port=port, logger=logger, metrics=metrics_port != 0)
+    try:
+        exporter = start_metrics(
+            process.metrics, host=host, port=metrics_port, party_port=port, logger=logger
+        )
+    except BaseException:
+        process.engine.dispose()
+        raise
+    try:
+        _serve(process, started=started, host=host, logger=logger)
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+def _serve(process: IssuerProcess, *, started: float, host: str, logger: logging.Logger) -> None:
     stop = threading.Event()
     notices = threading.Thread(
         target=_deliver_notices, args=(process, stop), name="notices", daemon=True
@@ -128,6 +203,6 @@ def serve_issuer(config: Config, *, host: str, port: int) -> None:
         stop.set()
         process.notices_written.set()
         notices.join(NOTICE_STOP_TIMEOUT_S)
-        log_event(logger, "issuer.stopped", counters=json.dumps(process.counters.snapshot()))
+        log_event(logger, "issuer.stopped", counters=process.counters.snapshot())
         process.engine.dispose()
         sys.stdout.flush()

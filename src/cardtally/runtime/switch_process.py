@@ -5,13 +5,14 @@ Terminals connect to one :class:`FrameServer`; each issuer in the registry gets 
 (``Reply.later()``): the loop side below keeps which requests wait on which transaction,
 arms a deadline per forwarded transaction, and hands issuer answers and expired deadlines
 back to the core on the server's worker lane, in batches (one commit each). The reversal
-advice queue is pumped from here too, on every link that is up.
+advice queue is pumped from here too, on every link that is up, and read on a timer for its
+depth and age (the ``switch.queue`` log line, and with ``switch.metrics_port`` the gauges of
+``GET /metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import sys
@@ -22,15 +23,24 @@ from typing import Final
 
 from sqlalchemy.engine import Engine
 
-from cardtally.config import Config
+from cardtally.config import Config, SwitchConfig
 from cardtally.runtime._clock import wall_clock_ms
 from cardtally.runtime._counters import Counters
 from cardtally.runtime._handler import Reply
+from cardtally.runtime._host import configure_host_logging, start_metrics
 from cardtally.runtime._limits import ServerLimits
-from cardtally.runtime._link import IssuerLink, LinkLimits
-from cardtally.runtime._logging import configure_logging, log_event
+from cardtally.runtime._link import LINK_COUNTERS, IssuerLink, LinkLimits
+from cardtally.runtime._logging import log_event
+from cardtally.runtime._metrics import PartyMetrics
 from cardtally.runtime._serve import serve_forever
 from cardtally.runtime._server import FrameServer
+from cardtally.runtime._switch_metrics import (
+    QUEUE_READ_MS,
+    QueueSnapshot,
+    SwitchGauges,
+    read_queue,
+)
+from cardtally.runtime._txn import TxnNote
 from cardtally.security import load_data_keys, load_issuer_keys
 from cardtally.storage import transaction
 from cardtally.switch import (
@@ -45,19 +55,34 @@ from cardtally.switch import (
     TerminalAnswer,
 )
 from cardtally.switch._database import open_switch_database
-from cardtally.switch._registry import list_issuer_links, queue_status
+from cardtally.switch._registry import list_issuer_links
 from cardtally.switch._service import SWITCH_COUNTERS, Committed, IssuerEvent, SwitchService
-from cardtally.wire import LinkProfile, Message, Tpdu, encode_message, transmission_time
+from cardtally.wire import (
+    DecodeError,
+    LinkProfile,
+    Message,
+    Tpdu,
+    decode_message,
+    encode_message,
+    transmission_time,
+)
 
 #: How often the advice queue is looked at; a due advice waits at most this long.
 ADVICE_PUMP_MS: Final = 250
-#: How often a non-empty queue's depth and age are logged.
+#: How often a non-empty queue's depth and age are logged (and, without metrics, read).
 QUEUE_REPORT_MS: Final = 10_000
 #: Issuer events settled in one transaction at most.
 EVENT_BATCH_MAX: Final = 256
 #: The switch's NII towards issuers, and the issuers' (wire profile: TPDU).
 SWITCH_NII: Final = 0x0001
 ISSUER_NII: Final = 0x0002
+#: What the switch's labelled counters are split by.
+SWITCH_LABELS: Final = {
+    "answered": "code",
+    "refused": "code",
+    "advices_acked": "code",
+    **dict.fromkeys(LINK_COUNTERS, "link"),
+}
 
 
 def link_name(link_id: str) -> str:
@@ -95,11 +120,16 @@ class SwitchShell:
         *,
         counters: Counters,
         logger: logging.Logger,
+        metrics: PartyMetrics | None = None,
     ) -> None:
         self._config = config
         self._engine = engine
         self._counters = counters
         self._logger = logger
+        self._metrics = metrics
+        self._queue = QueueSnapshot()
+        #: RRN of each advice sent and not yet acknowledged, for the acknowledgement's log line.
+        self._advice_rrns: dict[int, str | None] = {}
         self._waits = _Waits()
         self._events: asyncio.Queue[IssuerEvent] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,7 +158,11 @@ class SwitchShell:
             name="switch",
             logger=logger,
             counters=counters,
+            observer=None if metrics is None else metrics.observe,
         )
+        if metrics is not None:
+            gauges = SwitchGauges(lambda: self._queue, self._links_up, wall_clock_ms)
+            metrics.add_gauges(gauges.collect)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -147,11 +181,16 @@ class SwitchShell:
         self._tasks = [
             asyncio.create_task(self._settle_events(), name="switch-issuer-events"),
             asyncio.create_task(self._pump_advices(), name="switch-advices"),
+            asyncio.create_task(self._watch_queue(), name="switch-queue"),
         ]
 
     def serving(self) -> None:
         """The server is up (its worker lane runs): the loops may use it."""
         self._serving.set()
+
+    @property
+    def metrics(self) -> PartyMetrics | None:
+        return self._metrics
 
     def dispose(self) -> None:
         """Release the database once the process is done with it."""
@@ -165,6 +204,9 @@ class SwitchShell:
             await link.stop()
 
     # -- issuer links --------------------------------------------------------------------------
+
+    def _links_up(self) -> dict[str, bool]:
+        return {link_id: link.up for link_id, link in list(self._links.items())}
 
     def _make_link(self, link_id: str, host: str, port: int) -> IssuerLink:
         settings = self._config.switch
@@ -259,6 +301,27 @@ class SwitchShell:
             for event, result in zip(batch, results, strict=True):
                 self._apply(event, result)
 
+    def _answer_terminals(self, result: TerminalAnswer, *, timed_out: bool) -> None:
+        """Every terminal request waiting on the transaction gets its answer (and its line)."""
+        waiting = self._waits.forget(result.txn_id)
+        fields = {
+            "outcome": "timed_out" if timed_out else "issuer",
+            "txn_id": f"{result.txn_id:012d}",  # the RRN the switch gave it
+            "waiting": len(waiting),
+        }
+        note = TxnNote("switch.answer", answer=result.message, fields=fields)
+        for request_id in waiting:
+            self.server.complete(request_id, Reply(result.body, note=note))
+        if not waiting:  # the terminal left: the answer is still worth a line
+            log_event(
+                self._logger,
+                "switch.answer",
+                level=logging.INFO,
+                rc=result.code,
+                sent=False,
+                **fields,
+            )
+
     def _apply(self, event: IssuerEvent, result: IssuerOutcome | None) -> None:
         if result is None and event.timed_out_txn is not None:
             # Settling the deadline failed (logged): try again shortly rather than leave the
@@ -268,22 +331,19 @@ class SwitchShell:
             return
         if isinstance(result, TerminalAnswer):
             was_on_link = result.txn_id in self._waits.link_of
-            waiting = self._waits.forget(result.txn_id)
-            for request_id in waiting:
-                self.server.complete(request_id, Reply(result.body))
-            log_event(
-                self._logger,
-                "switch.answer",
-                outcome="timed_out" if event.timed_out_txn is not None else "issuer",
-                rc=result.code,
-                rrn=f"{result.txn_id:012d}",
-                waiting=len(waiting),
-            )
+            self._answer_terminals(result, timed_out=event.timed_out_txn is not None)
             link = self._links.get(event.link_id)
             if was_on_link and link is not None:
                 link.settle()
         elif isinstance(result, AdviceAcked):
-            log_event(self._logger, "switch.advice_acked", link=result.link_id, rc=result.code)
+            log_event(
+                self._logger,
+                "switch.advice_acked",
+                advice=result.advice_id,
+                link=result.link_id,
+                rc=result.code,
+                txn_id=self._advice_rrns.pop(result.advice_id, None),
+            )
         elif isinstance(result, Ignored) and result.reason != "echo answer":
             # Late, unmatched, undecodable, or failing the link MAC: nothing changed, but an
             # operator should be able to see why (a MAC failure may be an attack or a key
@@ -294,38 +354,62 @@ class SwitchShell:
                 level=logging.WARNING if result.reason.startswith("MAC") else logging.INFO,
                 link=event.link_id,
                 reason=result.reason,
-                txn=result.txn_id if result.txn_id is not None else "-",
+                txn_id=None if result.txn_id is None else f"{result.txn_id:012d}",
             )
 
     # -- the reversal advice queue -------------------------------------------------------------
 
     async def _pump_advices(self) -> None:
         await self._serving.wait()
-        last_report = 0.0
         while True:
             await asyncio.sleep(ADVICE_PUMP_MS / 1000)
             up = frozenset(link_id for link_id, link in self._links.items() if link.up)
-            if up:
-                for send in await self.server.run_on_lane(self.service.advices_due, up):
-                    link = self._links[send.link_id]
-                    # Advices do not hold in-flight slots: an unanswered one is simply sent
-                    # again at its next try, so there is nothing to settle later.
-                    if link.send(send.body):
-                        link.settle()
+            if not up:
+                continue
+            for send in await self.server.run_on_lane(self.service.advices_due, up):
+                if send.advice_id not in self._advice_rrns:
+                    self._advice_rrns[send.advice_id] = _rrn_of(send.body)
+                link = self._links[send.link_id]
+                # Advices do not hold in-flight slots: an unanswered one is simply sent
+                # again at its next try, so there is nothing to settle later.
+                if link.send(send.body):
+                    link.settle()
+
+    async def _watch_queue(self) -> None:
+        """Read the queue on the lane: every second for the gauges, else for the log line."""
+        await self._serving.wait()
+        read_s = (QUEUE_READ_MS if self._metrics is not None else QUEUE_REPORT_MS) / 1000
+        last_report = -QUEUE_REPORT_MS / 1000
+        while True:
+            try:
+                self._queue = await self.server.run_on_lane(read_queue, self._engine)
+            except RuntimeError:
+                return  # the lane is gone: the server has stopped
+            except Exception as exc:  # the database is busy or down: keep the last reading
+                log_event(
+                    self._logger,
+                    "switch.queue_read_failed",
+                    level=logging.WARNING,
+                    error=type(exc).__name__,
+                )
             if time.monotonic() - last_report >= QUEUE_REPORT_MS / 1000:
                 last_report = time.monotonic()
-                await self._report_queue()
+                self._report_queue()
+            await asyncio.sleep(read_s)
 
-    async def _report_queue(self) -> None:
-        status = await self.server.run_on_lane(_queue_status, self._engine)
-        if status[0]:
-            log_event(self._logger, "switch.queue", depth=status[0], oldest_age_ms=status[1])
+    def _report_queue(self) -> None:
+        depth = self._queue.depth
+        if depth:
+            age_ms = self._queue.oldest_age_ms(wall_clock_ms())
+            log_event(self._logger, "switch.queue", depth=depth, oldest_age_ms=age_ms)
 
 
-def _queue_status(engine: Engine) -> tuple[int, int]:
-    with transaction(engine) as conn:
-        status = queue_status(conn, wall_clock_ms())
-    return status.depth, status.oldest_age_ms
+def _rrn_of(advice: bytes) -> str | None:
+    """The RRN a reversal advice carries (field 37): the transaction it undoes."""
+    try:
+        return decode_message(advice).rrn
+    except DecodeError:
+        return None
 
 
 def _link_profile(config: Config) -> LinkProfile:
@@ -334,7 +418,8 @@ def _link_profile(config: Config) -> LinkProfile:
     )
 
 
-def build_switch(config: Config, *, logger: logging.Logger) -> SwitchShell:
+def build_switch(config: Config, *, logger: logging.Logger, metrics: bool = False) -> SwitchShell:
+    """The switch's parts; with ``metrics``, a registry its server and shell report into."""
     engine = open_switch_database(config.switch.database, wall_clock_ms())
     settings = config.switch
     policy = SwitchPolicy(
@@ -351,26 +436,55 @@ def build_switch(config: Config, *, logger: logging.Logger) -> SwitchShell:
     # for a key file from before the link MAC: the link then goes unsigned; docs/switch.md).
     keys = load_issuer_keys(config.home)
     core = SwitchCore(keys.zpk, policy, keys.zak)
-    counters = Counters()
+    counters = Counters(label_names=SWITCH_LABELS)
     for name in SWITCH_COUNTERS:
         counters.inc(name, by=0)
-    return SwitchShell(config, engine, core, counters=counters, logger=logger)
+    party_metrics = PartyMetrics("switch", counters) if metrics else None
+    return SwitchShell(
+        config, engine, core, counters=counters, logger=logger, metrics=party_metrics
+    )
 
 
-def serve_switch(config: Config, *, host: str | None, port: int | None) -> None:
-    """Run the switch until SIGTERM/SIGINT; print 'listening on HOST:PORT' when ready."""
-    configure_logging()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def serve_switch(
+    config: Config, *, host: str | None, port: int | None, metrics_port: int | None = None
+) -> None:
+    """Run the switch until SIGTERM/SIGINT; print 'listening on HOST:PORT' when ready.
+
+    ``host``, ``port`` and ``metrics_port`` override ``switch.host``, ``switch.port`` and
+    ``switch.metrics_port`` (0: no ``/metrics``).
+    """
+    configure_host_logging(config)
     logger = logging.getLogger("cardtally.switch")
     started = time.monotonic()
     settings = replace(
         config.switch,
         host=config.switch.host if host is None else host,
         port=config.switch.port if port is None else port,
+        metrics_port=config.switch.metrics_port if metrics_port is None else metrics_port,
     )
     config = replace(config, switch=settings)
-    shell = build_switch(config, logger=logger)
+    shell = build_switch(config, logger=logger, metrics=settings.metrics_port != 0)
+    try:
+        exporter = start_metrics(
+            shell.metrics,
+            host=settings.host,
+            port=settings.metrics_port,
+            party_port=settings.port,
+            logger=logger,
+        )
+    except BaseException:
+        shell.dispose()
+        raise
+    try:
+        _serve(shell, settings=settings, started=started, logger=logger)
+    finally:
+        if exporter is not None:
+            exporter.stop()
 
+
+def _serve(
+    shell: SwitchShell, *, settings: SwitchConfig, started: float, logger: logging.Logger
+) -> None:
     def ready(bound: int) -> None:
         shell.serving()
         startup_ms = round((time.monotonic() - started) * 1000)
@@ -380,6 +494,6 @@ def serve_switch(config: Config, *, host: str | None, port: int | None) -> None:
     try:
         serve_forever(shell.server, ready=ready, services=[shell])
     finally:
-        log_event(logger, "switch.stopped", counters=json.dumps(shell.server.counters.snapshot()))
+        log_event(logger, "switch.stopped", counters=shell.server.counters.snapshot())
         shell.dispose()
         sys.stdout.flush()

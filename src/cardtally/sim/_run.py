@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cardtally.clearing._calendar import BusinessDay
+from cardtally.clearing._resolution import interruptions
 from cardtally.sim._cashier import Budget, Cashier
 from cardtally.sim._dayend import DayEndRefusedError, SimDayEnd
 from cardtally.sim._faults import Fault, FaultPlan, Faults, Hop
@@ -27,7 +28,6 @@ from cardtally.sim._issuer_store import MemoryIssuerStore
 from cardtally.sim._journal import MemoryJournal
 from cardtally.sim._network import Network
 from cardtally.sim._party import SimContext, Unexpected
-from cardtally.sim._resolution import interruptions
 from cardtally.sim._scheduler import Scheduler
 from cardtally.sim._switch_store import MemorySwitchStore
 from cardtally.sim._terminal import THINK_MS_MAX, TerminalShell
@@ -371,7 +371,9 @@ def _result(run: Run, plan: FaultPlan, violation: Violation | None, cpu_s: float
         crashes=dict(ctx.crashes),
         statuses=run.statuses,
         declines=run.declines,
-        resolutions=interruptions(run.checker) if violation is None else Counter(),
+        resolutions=interruptions(run.checker.issuer, run.checker.switch, run.checker.journals)
+        if violation is None
+        else Counter(),
         dayend=run.dayend_counts,
         violation=violation,
         timeline=ctx.trace.timeline(tags) if violation else [],

@@ -32,6 +32,7 @@ from cardtally.storage._events import (
     event_detail_json,
     events,
 )
+from cardtally.storage._group_commit import commit_batch
 from cardtally.storage._migrate import (
     alembic_config,
     current_revision,
@@ -61,6 +62,7 @@ __all__ = [
     "append_event",
     "append_only_ddl",
     "check_reachable",
+    "commit_batch",
     "core_metadata",
     "current_revision",
     "drop_append_only_ddl",

@@ -8,6 +8,7 @@ transactions, PostgreSQL's bounded connect timeout.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,8 @@ _SQLITE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite"})
 # Plain "postgresql://" would mean psycopg2, which we do not ship; read it as psycopg 3.
 _POSTGRES_DRIVERS = frozenset({"postgresql", "postgresql+psycopg"})
 _SYNCHRONOUS_FULL = 2
+_WAL_RETRY_FIRST_PAUSE_S = 0.002
+_WAL_RETRY_MAX_PAUSE_S = 0.05
 
 
 def sqlite_url(path: Path) -> str:
@@ -140,7 +143,7 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[object, ConnectionPoolEnt
             # First, so that switching to WAL waits for other writers instead of failing.
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             # WAL lets readers run while one writer commits.
-            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(cursor, busy_timeout_ms)
             # FULL syncs the WAL on every commit: a committed answer survives power loss,
             # which is what "durable before visible" promises. NORMAL would not.
             cursor.execute("PRAGMA synchronous = FULL")
@@ -157,6 +160,28 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[object, ConnectionPoolEnt
             )
 
     return on_connect
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout_ms: int) -> str:
+    """Set WAL mode, waiting out other connections that are switching the same new file.
+
+    When several processes open a new database at once, each must turn the rollback
+    journal into a WAL. SQLite answers SQLITE_BUSY at once, without calling the busy
+    handler, to the ones that would otherwise deadlock on the file lock: their retry
+    must come from here. Once the file is in WAL mode the pragma is a no-op.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause_s = _WAL_RETRY_FIRST_PAUSE_S
+    while True:
+        try:
+            return str(cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            # The primary code: extended ones such as SQLITE_BUSY_RECOVERY count too.
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, _WAL_RETRY_MAX_PAUSE_S)
 
 
 def _begin_immediate(conn: Connection) -> None:

@@ -17,6 +17,10 @@ DETAIL_BYTES_MAX = 64 * 1024
 EVENTS_LIMIT_DEFAULT = 1_000
 EVENTS_LIMIT_MAX = 10_000
 
+# Built once: every request appends an event, and a fresh insert().values() per call costs
+# SQLAlchemy several times what executing its cached SQL does (docs/benchmarks.md).
+_APPEND = event_log_table.insert()
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -39,7 +43,7 @@ def append_event(
     """Append an event inside the caller's transaction and return its id."""
     text = event_detail_json(at_ms, kind, txn_key, detail)
     result = conn.execute(
-        event_log_table.insert().values(at_ms=at_ms, kind=kind, txn_key=txn_key, detail=text)
+        _APPEND, {"at_ms": at_ms, "kind": kind, "txn_key": txn_key, "detail": text}
     )
     key = result.inserted_primary_key
     assert key is not None

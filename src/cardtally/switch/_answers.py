@@ -37,8 +37,10 @@ def encode_answer(
     fields: Mapping[int, str],
     terminal: Terminal | None,
     keys: TerminalKeys | None,
-) -> bytes:
-    """The answer's bytes: MTI + 10, signed when it is a MACed message and keys are there.
+) -> tuple[Message, bytes]:
+    """The answer (without its MAC) and its bytes: MTI + 10, signed when it is a MACed
+    message and keys are there. The message goes with the bytes so that the runtime can log
+    and count the answer without decoding it again.
 
     A terminal that signed on gets MACed answers even with MACs optional: a tool that does
     not check them ignores field 64, and a real terminal needs it to accept the answer.
@@ -46,5 +48,5 @@ def encode_answer(
     message = Message(response_mti(request_mti), fields)
     maced = request_mti[:3] + "0" in MACED_MTIS
     if maced and terminal is not None and keys is not None and keys.working is not None:
-        return sign_message(message, terminal.mac_algorithm, keys.working.mac_key)
-    return encode_message(message)
+        return message, sign_message(message, terminal.mac_algorithm, keys.working.mac_key)
+    return message, encode_message(message)

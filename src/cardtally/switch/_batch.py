@@ -34,7 +34,8 @@ def network_management(
     batch = f"{ctx.terminal.batch_no:06d}"
     if code == _ECHO:
         fields[60] = f"00{batch}{_ECHO}"
-        return Answer(encode_answer("0800", fields, None, None), outcome="echo", code="00")
+        answer, body = encode_answer("0800", fields, None, None)
+        return Answer(body, outcome="echo", code="00", message=answer)
     if code != _SIGN_ON:
         return refuse(ctx.message, rc.INVALID_TRANSACTION, f"network code {code!r} not served")
     keys = new_keys()
@@ -42,7 +43,8 @@ def network_management(
     store.log_event(ctx.now_ms, "switch.signed_on", None, {"terminal": ctx.terminal.terminal_id})
     fields[60] = f"00{batch}{_SIGN_ON}"
     fields[62] = encode_signon_keys(ctx.keys.master_key, keys).hex().upper()
-    return Answer(encode_answer("0800", fields, None, None), outcome="sign_on", code="00")
+    answer, body = encode_answer("0800", fields, None, None)
+    return Answer(body, outcome="sign_on", code="00", message=answer)
 
 
 def totals_of(txns: list[Txn]) -> BatchTotals:

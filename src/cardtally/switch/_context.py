@@ -27,9 +27,8 @@ class RequestContext:
 
 def refuse(message: Message, code: str, reason: str) -> Answer:
     """An answer that records nothing: bad input changes nothing."""
-    fields = echo_of(message) | {39: code}
-    body = encode_message(Message(response_mti(message.mti), fields))
-    return Answer(body, outcome=f"refused: {reason}", code=code)
+    answer = Message(response_mti(message.mti), echo_of(message) | {39: code})
+    return Answer(encode_message(answer), outcome=f"refused: {reason}", code=code, message=answer)
 
 
 def open_txn(
@@ -66,5 +65,5 @@ def answer_logged(
     """Answer a logged request now, storing the answer for its repeats."""
     fields = answer_fields(echo_of(ctx.message), code, ctx.now_ms, extra)
     store.save_response(ctx.key, ctx.message.mti[:3] + "0", fields, ctx.now_ms)
-    body = encode_answer(ctx.message.mti, fields, ctx.terminal, ctx.keys)
-    return Answer(body, outcome=outcome, code=code)
+    answer, body = encode_answer(ctx.message.mti, fields, ctx.terminal, ctx.keys)
+    return Answer(body, outcome=outcome, code=code, message=answer)

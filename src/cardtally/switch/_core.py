@@ -180,8 +180,8 @@ class SwitchCore:
         response = store.response(ctx.key)
         if response is not None:
             mti, fields = response
-            body = encode_answer(mti, fields, ctx.terminal, ctx.keys)
-            return Answer(body, outcome="duplicate", code=fields.get(39, ""))
+            answer, body = encode_answer(mti, fields, ctx.terminal, ctx.keys)
+            return Answer(body, outcome="duplicate", code=fields.get(39, ""), message=answer)
         if stored.txn_id is not None:
             txn = store.txn(stored.txn_id)
             # Forwarded and not answered yet (the terminal may have reversed it meanwhile):
@@ -380,8 +380,8 @@ class SwitchCore:
         mti, fields = stored
         terminal = store.terminal(txn.terminal_id)
         keys = None if terminal is None else store.terminal_keys(terminal)
-        body = encode_answer(mti, fields, terminal, keys)
-        return TerminalAnswer(txn.id, body, fields.get(39, ""))
+        answer, body = encode_answer(mti, fields, terminal, keys)
+        return TerminalAnswer(txn.id, body, fields.get(39, ""), answer)
 
     def _terminal_answer(
         self, txn: Txn, code: str, extra: dict[int, str], now_ms: int, store: SwitchStore
@@ -391,9 +391,8 @@ class SwitchCore:
         store.save_response(txn.request_key, txn.forwarded_mti, fields, now_ms)
         terminal = store.terminal(txn.terminal_id)
         keys = None if terminal is None else store.terminal_keys(terminal)
-        return TerminalAnswer(
-            txn.id, encode_answer(txn.forwarded_mti, fields, terminal, keys), code
-        )
+        answer, body = encode_answer(txn.forwarded_mti, fields, terminal, keys)
+        return TerminalAnswer(txn.id, body, code, answer)
 
     def _advice_answer(
         self, txn: Txn, message: Message, now_ms: int, store: SwitchStore

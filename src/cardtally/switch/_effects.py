@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cardtally.wire import Message
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -16,6 +18,7 @@ class Answer:
     close: bool = False
     outcome: str = "answered"  # for counters and logs: approved, refused, duplicate, ...
     code: str = ""
+    message: Message | None = None  # ``body`` decoded (without its MAC), for logs and metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class TerminalAnswer:
     txn_id: int
     body: bytes
     code: str
+    message: Message | None = None  # ``body`` decoded (without its MAC), for logs and metrics
 
 
 @dataclass(frozen=True, slots=True)

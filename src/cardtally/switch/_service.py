@@ -1,8 +1,14 @@
-"""The switch on the runtime's worker lane: one transaction per batch, savepoint per item.
+"""The switch on the runtime's worker lane: one transaction per batch, an item undone alone.
 
 Everything here runs on the lane thread, so the core's writes are serialized. The loop side
 (``runtime/switch_process.py``) is told what to do only after the transaction committed:
 durable before visible, for answers, forwards and advices alike.
+
+An item (a terminal request, an issuer event) that raises is rolled back alone and the rest
+of its batch commits (:func:`cardtally.storage.commit_batch`: savepoints only when an item
+fails). The core decides the same way given the same store and ``now_ms`` (a sign-on draws
+new keys, but the first draw was rolled back and never sent), so a batch run twice answers as
+it would have once.
 """
 
 from __future__ import annotations
@@ -10,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from cardtally.runtime import Counters, Reply, Request, log_event
+from cardtally.runtime import Counters, Reply, Request, TxnNote, log_event
 from cardtally.security import DataKeys
-from cardtally.storage import transaction
+from cardtally.storage import commit_batch, transaction
 from cardtally.switch._core import SwitchCore
 from cardtally.switch._effects import (
     AdviceAcked,
@@ -47,6 +53,10 @@ SWITCH_COUNTERS: Final = (
     "issuer_ignored",
     "item_errors",
 )
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +104,11 @@ class SwitchService:
 
     def handle_batch(self, requests: Sequence[Request]) -> list[Reply]:
         now_ms = self._clock_ms()
-        outcomes: list[TerminalOutcome] = []
-        with transaction(self._engine) as conn:
-            store = SqlSwitchStore(conn, self._data_keys, self._cache)
-            for request in requests:
-                outcomes.append(self._one(conn, store, request, now_ms))
+
+        def work(store: SqlSwitchStore, request: Request) -> TerminalOutcome:
+            return self._core.terminal_request(request.body, now_ms, store)
+
+        outcomes = self._run_batch(requests, work, self._request_failed)
         # Committed: the loop may now forward, and the replies may leave.
         waiting = [
             Committed(request, outcome)
@@ -115,25 +125,30 @@ class SwitchService:
     def tick(self, now_ms: int) -> None:
         del now_ms  # timers and the advice queue are driven from the loop side
 
-    def _one(
-        self, conn: Connection, store: SqlSwitchStore, request: Request, now_ms: int
-    ) -> TerminalOutcome:
-        savepoint = conn.begin_nested()
-        try:
-            outcome = self._core.terminal_request(request.body, now_ms, store)
-        except Exception as exc:
-            savepoint.rollback()
-            self._counters.inc("item_errors")
-            log_event(
-                self._logger,
-                "switch.request_failed",
-                level=logging.ERROR,
-                error=type(exc).__name__,
-                peer=request.peer,
-            )
-            return system_malfunction(request.body)
-        savepoint.commit()
-        return outcome
+    def _request_failed(self, request: Request, exc: Exception) -> TerminalOutcome:
+        self._counters.inc("item_errors")
+        log_event(
+            self._logger,
+            "switch.request_failed",
+            level=logging.ERROR,
+            error=type(exc).__name__,
+            peer=request.peer,
+        )
+        return system_malfunction(request.body)
+
+    def _run_batch(
+        self,
+        items: Sequence[T],
+        work: Callable[[SqlSwitchStore, T], R],
+        failed: Callable[[T, Exception], R],
+    ) -> list[R]:
+        return commit_batch(
+            self._engine,
+            items,
+            store_of=lambda conn: SqlSwitchStore(conn, self._data_keys, self._cache),
+            work=work,
+            failed=failed,
+        )
 
     def _reply(self, request: Request, outcome: TerminalOutcome) -> Reply:
         if isinstance(outcome, Forward):
@@ -143,14 +158,11 @@ class SwitchService:
             self._counters.inc("joined")
             return Reply.later()
         self._count_answer(outcome)
-        log_event(
-            self._logger,
-            "switch.answer",
-            outcome=outcome.outcome,
-            rc=outcome.code or "-",
-            peer=request.peer,
-        )
-        return Reply(outcome.body, close=outcome.close)
+        # Logged by the runtime once the answer is written, with its latency and its type,
+        # terminal, STAN and RRN read from the answer.
+        fields = {"outcome": outcome.outcome, "peer": request.peer}
+        note = TxnNote("switch.answer", answer=outcome.message, fields=fields)
+        return Reply(outcome.body, close=outcome.close, note=note)
 
     def _count_answer(self, answer: Answer) -> None:
         if answer.outcome == "duplicate":
@@ -165,36 +177,33 @@ class SwitchService:
     def settle_issuer_events(self, events: Sequence[IssuerEvent]) -> list[IssuerOutcome | None]:
         """Issuer messages and expired deadlines, one transaction for the lot."""
         now_ms = self._clock_ms()
-        results: list[IssuerOutcome | None] = []
-        with transaction(self._engine) as conn:
-            store = SqlSwitchStore(conn, self._data_keys, self._cache)
-            for event in events:
-                savepoint = conn.begin_nested()
-                try:
-                    result = self._settle_one(event, now_ms, store)
-                except Exception as exc:
-                    savepoint.rollback()
-                    self._counters.inc("item_errors")
-                    log_event(
-                        self._logger,
-                        "switch.issuer_event_failed",
-                        level=logging.ERROR,
-                        link=event.link_id,
-                        error=type(exc).__name__,
-                    )
-                    result = None
-                else:
-                    savepoint.commit()
-                results.append(result)
+
+        def work(store: SqlSwitchStore, event: IssuerEvent) -> IssuerOutcome | None:
+            return self._settle_one(event, now_ms, store)
+
+        results = self._run_batch(events, work, self._event_failed)
+        timeouts = sum(1 for event in events if event.timed_out_txn is not None)
+        if timeouts:
+            self._counters.inc("timeouts", by=timeouts)
         for result in results:
             self._count_issuer(result)
         return results
+
+    def _event_failed(self, event: IssuerEvent, exc: Exception) -> IssuerOutcome | None:
+        self._counters.inc("item_errors")
+        log_event(
+            self._logger,
+            "switch.issuer_event_failed",
+            level=logging.ERROR,
+            link=event.link_id,
+            error=type(exc).__name__,
+        )
+        return None
 
     def _settle_one(
         self, event: IssuerEvent, now_ms: int, store: SqlSwitchStore
     ) -> IssuerOutcome | None:
         if event.timed_out_txn is not None:
-            self._counters.inc("timeouts")
             return self._core.timed_out(event.timed_out_txn, now_ms, store)
         assert event.raw is not None
         return self._core.issuer_message(event.raw, now_ms, store)

@@ -537,6 +537,12 @@ class Journal:
             ).mappings()
             return [self._txn_of(row) for row in rows]
 
+    def all_txns(self) -> list[JournalTxn]:
+        """Every transaction of every batch, in the order begun (for tallies)."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(_txn).order_by(_txn.c.id)).mappings()
+            return [self._txn_of(row) for row in rows]
+
     def last_receipted(self) -> JournalTxn | None:
         """The newest approved transaction that has a receipt (for "reprint last")."""
         kinds = [k.value for k in MONEY_KINDS]
