@@ -118,6 +118,12 @@ def test_symlinked_key_file_is_refused(tmp_path: Path) -> None:
         load_data_keys(tmp_path, environ={})
 
 
+def test_directory_in_place_of_the_key_file_is_refused(tmp_path: Path) -> None:
+    data_keys_path(tmp_path).mkdir(parents=True)
+    with pytest.raises(KeyFileError, match="is not a regular file"):
+        load_data_keys(tmp_path, environ={})
+
+
 def test_create_then_load(tmp_path: Path) -> None:
     path = create_data_keys(tmp_path)
     assert path == data_keys_path(tmp_path)

@@ -469,20 +469,34 @@ def test_sign_on_takes_the_host_batch_only_for_an_empty_batch(pair: Pair) -> Non
     assert pair.both(lambda j: j.signed_on(KEYS, 7, NOW_MS + 5)) == 8  # a batch we had
 
 
+def test_a_host_batch_number_going_backwards_is_not_taken(pair: Pair) -> None:
+    # Batch 1 is renumbered to 7 and settled; a host that then says 2 (its counter reset)
+    # must not be followed: closing 2..6 would open 7 again, which exists, for ever.
+    assert pair.both(lambda j: j.signed_on(KEYS, 7, NOW_MS + 1)) == 7
+    pair.both(lambda j: sold(j, 100))
+    assert pair.both(lambda j: j.close_batch(7, NOW_MS + 2)) == 8
+    assert pair.both(lambda j: j.signed_on(KEYS, 2, NOW_MS + 3)) == 8
+    for step, batch_no in enumerate(range(8, 12)):
+        assert pair.both(lambda j, b=batch_no, t=step: j.close_batch(b, NOW_MS + 4 + t)) == (
+            batch_no + 1
+        )
+    assert pair.both(lambda j: j.signed_on(KEYS, 20, NOW_MS + 9)) == 20  # forward: taken
+
+
 def test_batch_numbers_end_at_999999(pair: Pair) -> None:
     assert pair.both(lambda j: j.signed_on(KEYS, 999_999, NOW_MS)) == 999_999
     refused = pair.both(lambda j: j.close_batch(999_999, NOW_MS + 1))
     assert refused == ("batch numbers are exhausted (999999): reinstall the terminal",)
 
 
-def test_a_host_batch_going_back_makes_close_batch_collide_in_both(pair: Pair) -> None:
-    """Not a difference, a shared edge: an empty batch takes a lower host number, and
-    settling walks into a batch that already exists; both journals refuse to close it."""
+def test_a_lower_host_batch_never_makes_close_batch_collide(pair: Pair) -> None:
+    """An empty batch once took a lower host number, and settling walked into a batch
+    that already existed; both journals now keep their own number instead."""
     assert pair.both(lambda j: j.signed_on(KEYS, 3, NOW_MS)) == 3
     assert pair.both(lambda j: j.close_batch(3, NOW_MS + 1)) == 4
-    assert pair.both(lambda j: j.signed_on(KEYS, 2, NOW_MS + 2)) == 2
-    assert pair.both(lambda j: j.close_batch(2, NOW_MS + 3)) == "unique constraint"
-    assert pair.memory.batch(2).state.value == "open"
+    assert pair.both(lambda j: j.signed_on(KEYS, 2, NOW_MS + 2)) == 4
+    assert pair.both(lambda j: j.close_batch(4, NOW_MS + 3)) == 5
+    assert pair.memory.batch(4).state.value == "settled"
 
 
 def test_updates_of_what_is_not_there_change_nothing_in_both(pair: Pair) -> None:

@@ -43,8 +43,13 @@ def read_secret_file(path: Path, chars_max: int, create_hint: str) -> str:
         raise KeyFileError(f"key file {path} cannot be opened: {exc.strerror}") from None
     # Check the mode of the file we actually opened, not of whatever the path
     # names a moment later.
+    status = os.fstat(fd)
+    # A directory opens read-only without complaint; only reading it would fail.
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise KeyFileError(f"key file {path} is not a regular file; {create_hint}")
     with os.fdopen(fd, encoding="ascii", errors="replace") as handle:
-        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        mode = stat.S_IMODE(status.st_mode)
         if mode & _GROUP_OTHER_BITS:
             raise KeyFileError(
                 f"key file {path} has mode {mode:04o}, which lets group or others "

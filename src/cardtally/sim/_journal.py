@@ -198,8 +198,8 @@ class MemoryJournal:
             profile = self._profile[_ROW]
             ours = batch_no = profile.batch_no
             # As in the SQL journal: only an empty batch takes the host's number (a batch
-            # with transactions keeps its number until settled), and never a number in use.
-            if host_batch > 0 and host_batch not in self._batches and not self._by_batch.get(ours):
+            # with transactions keeps its number until settled), and only forward.
+            if host_batch > max(self._batches, default=0) and not self._by_batch.get(ours):
                 batch_no = host_batch
                 self._renumber_batch(ours, host_batch, now_ms)
             self._set_profile(

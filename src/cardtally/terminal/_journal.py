@@ -319,10 +319,12 @@ class Journal:
             used = conn.execute(
                 sa.select(sa.func.count()).select_from(_txn).where(_txn.c.batch_no == ours)
             ).scalar_one()
-            taken = conn.execute(sa.select(_batch).where(_batch.c.batch_no == host_batch)).first()
+            highest = int(conn.execute(sa.select(sa.func.max(_batch.c.batch_no))).scalar_one())
             # The host's batch is taken only by an empty batch: a batch with transactions
-            # keeps its number until it is settled, so its totals stay together.
-            batch = host_batch if (used == 0 and taken is None and host_batch > 0) else ours
+            # keeps its number until it is settled, so its totals stay together. And only
+            # forward: a host number below one we had would, batches later, make a close
+            # open a number that already exists, and the terminal could never settle again.
+            batch = host_batch if (used == 0 and host_batch > highest) else ours
             if batch != ours:
                 conn.execute(
                     _batch.update()
