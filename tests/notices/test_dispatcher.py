@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from cardtally.notices import (
+    DeliveryError,
     DeliveryReport,
     Notice,
     NoticeDispatcher,
@@ -23,7 +24,7 @@ from cardtally.notices import (
     WebhookSink,
     notice_table,
 )
-from cardtally.notices._dispatcher import FULL_RESCAN_MS
+from cardtally.notices._dispatcher import FULL_RESCAN_MS, RETRY_BACKOFF_MS_FIRST
 from cardtally.storage import StorageError, open_engine, sqlite_url, transaction
 from tests.notices.support import Receiver, RecordingSink, make_notice, webhook_server
 
@@ -65,6 +66,47 @@ def test_delivers_each_notice_to_every_sink_once(notices_engine: Engine) -> None
     idle = dispatcher.deliver_once(NOW_MS + 2)
     assert (idle.delivered_total, idle.failed_total, idle.pending_total) == (0, 0, 0)
     assert a.ids == b.ids == ["N1", "N2", "N3"]
+
+
+class BatchRecordingSink(RecordingSink):
+    """A sink that takes batches: all of one or, while failing, none of it."""
+
+    def __init__(self, name: str = "batcher") -> None:
+        super().__init__(name)
+        self.batches: list[list[str]] = []
+
+    def deliver_many(self, notices: Sequence[Notice]) -> None:
+        if self.failing:
+            raise DeliveryError(f"{self.name} is down")
+        self.batches.append([notice.id for notice in notices])
+        self.received.extend(notices)
+
+
+def test_a_batch_sink_gets_each_round_in_one_call(notices_engine: Engine) -> None:
+    _add(notices_engine, "N1", "N2", "N3")
+    sink = BatchRecordingSink()
+    dispatcher = NoticeDispatcher(notices_engine, [sink], batch_max=2)
+    assert dispatcher.deliver_once(NOW_MS).delivered == {"batcher": 2}
+    assert dispatcher.deliver_once(NOW_MS + 1).delivered == {"batcher": 1}
+    assert sink.batches == [["N1", "N2"], ["N3"]]
+    assert _pending(notices_engine, sink.name) == 0
+
+
+def test_a_failed_batch_counts_nothing_and_comes_again_whole(notices_engine: Engine) -> None:
+    _add(notices_engine, "N1", "N2")
+    sink = BatchRecordingSink()
+    sink.failing = True
+    dispatcher = NoticeDispatcher(notices_engine, [sink])
+    failed = dispatcher.deliver_once(NOW_MS)
+    assert (failed.delivered, failed.failed, failed.pending) == (
+        {"batcher": 0},
+        {"batcher": 1},
+        {"batcher": 2},
+    )
+    sink.failing = False
+    later = dispatcher.deliver_once(NOW_MS + RETRY_BACKOFF_MS_FIRST)
+    assert later.delivered == {"batcher": 2}
+    assert sink.batches == [["N1", "N2"]]
 
 
 def test_a_rolled_back_notice_is_never_delivered(notices_engine: Engine) -> None:
@@ -137,7 +179,7 @@ def test_redelivered_when_the_record_of_delivery_is_lost(
         raise SystemExit("power cut")
 
     with monkeypatch.context() as patch:
-        patch.setattr(NoticeOutbox, "mark_delivered", crash)
+        patch.setattr(NoticeOutbox, "mark_all_delivered", crash)
         with pytest.raises(SystemExit):
             NoticeDispatcher(notices_engine, [sink]).deliver_once(NOW_MS)
     assert sink.ids == ["N1"]

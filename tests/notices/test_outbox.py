@@ -132,6 +132,33 @@ def test_pending_is_per_sink_oldest_first_and_bounded(notices_engine: Engine) ->
     ]
 
 
+def test_marking_a_batch_delivered_is_idempotent(notices_engine: Engine) -> None:
+    with transaction(notices_engine) as conn:
+        outbox = NoticeOutbox(conn)
+        for notice_id in ("N1", "N2", "N3"):
+            outbox.add(make_notice(notice_id))
+        outbox.mark_all_delivered(["N1", "N2"], "a", 5)
+        # A batch delivered again after a lost record: the first time stands.
+        outbox.mark_all_delivered(["N2", "N3"], "a", 9)
+        outbox.mark_all_delivered([], "a", 9)
+        rows = conn.execute(notice_delivery_table.select()).all()
+        assert outbox.pending_count("a") == 0
+    assert sorted((r.notice_id, r.sink, r.delivered_at_ms) for r in rows) == [
+        ("N1", "a", 5),
+        ("N2", "a", 5),
+        ("N3", "a", 9),
+    ]
+
+
+def test_marking_a_batch_checks_sink_and_time(notices_engine: Engine) -> None:
+    with transaction(notices_engine) as conn:
+        outbox = NoticeOutbox(conn)
+        with pytest.raises(NoticeError, match="sink name"):
+            outbox.mark_all_delivered(["N1"], "Bad Sink", 1)
+        with pytest.raises(NoticeError, match="at_ms"):
+            outbox.mark_all_delivered(["N1"], "a", -1)
+
+
 def test_marking_an_unknown_notice_is_refused(notices_engine: Engine) -> None:
     with transaction(notices_engine) as conn:
         outbox = NoticeOutbox(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cardtally.notices import (
+    BatchNoticeSink,
     ConsoleSink,
     DeliveryError,
     JsonLinesSink,
@@ -77,6 +79,35 @@ def test_jsonl_sink_starts_a_fresh_line_after_a_torn_one(tmp_path: Path) -> None
     lines = path.read_text("utf-8").splitlines()
     assert lines[0] == '{"id":"N0","te'
     assert json.loads(lines[1])["id"] == "N1"
+
+
+def test_jsonl_sink_syncs_a_batch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notices.jsonl"
+    path.write_bytes(b'{"id":"N0"}\n')  # not new: no directory sync to count
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    sink = JsonLinesSink(path)
+    assert isinstance(sink, BatchNoticeSink)
+    sink.deliver_many([make_notice(f"N{n}") for n in range(1, 6)])
+    sink.deliver_many([])
+    assert len(synced) == 1
+    lines = path.read_text("utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["N0", "N1", "N2", "N3", "N4", "N5"]
+
+
+def test_console_sink_writes_a_batch_in_one_write() -> None:
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    stream = Counting()
+    ConsoleSink(stream).deliver_many([make_notice("N1"), make_notice("N2")])
+    assert stream.writes == 1
+    assert [line.split()[1] for line in stream.getvalue().splitlines()] == ["N1", "N2"]
 
 
 def test_jsonl_sink_that_cannot_write(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from cardtally.notices._schema import (
     notices_metadata,
 )
 from cardtally.notices._sinks import (
+    BatchNoticeSink,
     ConsoleSink,
     JsonLinesSink,
     NoticeSink,
@@ -37,6 +38,7 @@ from cardtally.notices._sinks import (
 __all__ = [
     "CHINA_STANDARD_TIME",
     "NOTICES_TREE",
+    "BatchNoticeSink",
     "ConsoleSink",
     "DeliveryError",
     "DeliveryReport",

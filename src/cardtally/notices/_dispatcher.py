@@ -41,7 +41,7 @@ from cardtally.notices._outbox import (
     pending_after,
     pending_count_after,
 )
-from cardtally.notices._sinks import NoticeSink
+from cardtally.notices._sinks import BatchNoticeSink, NoticeSink
 from cardtally.storage import transaction
 
 BATCH_MAX_DEFAULT: Final = 100
@@ -233,21 +233,13 @@ class NoticeDispatcher:
             # Read first: anything committed after it has a higher seq or is a straggler.
             top = last_seq(conn)
             batch = pending_after(conn, sink.name, self._batch_max, after_seq=state.floor_seq)
-        done: list[tuple[int, Notice]] = []
-        error: str | None = None
-        for seq, notice in batch:
-            if halt.is_set():
-                break
-            error = self._deliver(sink, notice)
-            if error is not None:
-                break
-            done.append((seq, notice))
+        done, error = self._hand_over(sink, batch, halt)
         if done:
             # One commit for the batch (group commit); a crash before it means redelivery.
             with transaction(self._engine) as conn:
-                outbox = NoticeOutbox(conn)
-                for _, notice in done:
-                    outbox.mark_delivered(notice.id, sink.name, now_ms)
+                NoticeOutbox(conn).mark_all_delivered(
+                    [notice.id for _, notice in done], sink.name, now_ms
+                )
             self._log_delivered(sink.name, [notice for _, notice in done])
         if len(done) == len(batch) < self._batch_max:
             # Everything visible up to `top` is now delivered.
@@ -256,6 +248,24 @@ class NoticeDispatcher:
         if done:
             state.floor_seq = done[-1][0]
         return _Outcome(len(done), self._pending_count(sink.name, state.floor_seq), error)
+
+    def _hand_over(
+        self, sink: NoticeSink, batch: list[tuple[int, Notice]], halt: threading.Event
+    ) -> tuple[list[tuple[int, Notice]], str | None]:
+        """What ``sink`` took of ``batch``, in order, and why it stopped short (or None)."""
+        if isinstance(sink, BatchNoticeSink) and batch:
+            # All or nothing: a failed batch comes again whole in a later round.
+            error = self._deliver(sink, [notice for _, notice in batch], sink.deliver_many)
+            return ([] if error is not None else batch), error
+        done: list[tuple[int, Notice]] = []
+        for seq, notice in batch:
+            if halt.is_set():
+                break
+            error = self._deliver(sink, [notice], lambda one: sink.deliver(one[0]))
+            if error is not None:
+                return done, error
+            done.append((seq, notice))
+        return done, None
 
     def _log_delivered(self, sink: str, notices: list[Notice]) -> None:
         for notice in notices:
@@ -267,10 +277,16 @@ class NoticeDispatcher:
                 notice.card_tail,
             )
 
-    def _deliver(self, sink: NoticeSink, notice: Notice) -> str | None:
-        """None once ``sink`` has the notice, else the reason it has not."""
+    def _deliver(
+        self,
+        sink: NoticeSink,
+        notices: list[Notice],
+        hand: Callable[[list[Notice]], None],
+    ) -> str | None:
+        """None once ``hand`` gave ``sink`` every one of ``notices``, else the reason why not."""
+        notice = notices[0]  # named in the log lines: the first of a failed batch
         try:
-            sink.deliver(notice)
+            hand(notices)
         except DeliveryError as exc:
             reason = str(exc)
         except Exception as exc:

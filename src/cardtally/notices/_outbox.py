@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
@@ -30,6 +31,28 @@ SINK_CHARS_MAX: Final = 64
 
 # A sink name is a key in the database and a word in log lines.
 _SINK_NAME = re.compile(rf"[a-z][a-z0-9_.-]{{0,{SINK_CHARS_MAX - 1}}}")
+
+
+# Built once: building an INSERT ... ON CONFLICT anew per notice costs several times its
+# execution (see the issuer store). Values are bound per call.
+_INSERT_NOTICE: Final = {
+    "sqlite": sqlite.insert(notice_table).on_conflict_do_nothing(index_elements=["id"]),
+    "postgresql": postgresql.insert(notice_table)
+    .on_conflict_do_nothing(index_elements=["id"])
+    .returning(notice_table.c.id),
+}
+_INSERT_DELIVERY: Final = {
+    "sqlite": sqlite.insert(notice_delivery_table).on_conflict_do_nothing(
+        index_elements=["notice_id", "sink"]
+    ),
+    "postgresql": postgresql.insert(notice_delivery_table).on_conflict_do_nothing(
+        index_elements=["notice_id", "sink"]
+    ),
+}
+
+_INSERT_DELIVERY_RETURNING: Final = _INSERT_DELIVERY["postgresql"].returning(
+    notice_delivery_table.c.notice_id
+)
 
 
 def check_sink_name(sink: object) -> str:
@@ -57,17 +80,17 @@ class NoticeOutbox:
         if not isinstance(notice, Notice):
             raise NoticeError(f"not a Notice: {type(notice).__name__}")
         self._require_transaction("add a notice")
-        payload = _payload(notice)
-        inserted = self._insert_or_ignore(
-            notice_table,
-            {
-                "id": notice.id,
-                "at_ms": notice.at_ms,
-                "kind": notice.kind.value,
-                "payload": payload,
-            },
-            ["id"],
-        )
+        values = {
+            "id": notice.id,
+            "at_ms": notice.at_ms,
+            "kind": notice.kind.value,
+            "payload": _payload(notice),
+        }
+        if self._dialect() == "postgresql":
+            # RETURNING says whether a row went in: rowcount is -1 for such an insert.
+            inserted = self._conn.execute(_INSERT_NOTICE["postgresql"], values).first() is not None
+        else:
+            inserted = self._conn.execute(_INSERT_NOTICE["sqlite"], values).rowcount == 1
         if inserted:
             return True
         existing = self.get(notice.id)
@@ -94,8 +117,7 @@ class NoticeOutbox:
     def mark_delivered(self, notice_id: str, sink: str, at_ms: int) -> bool:
         """Record that ``sink`` took the notice; True if new, False if already recorded."""
         check_sink_name(sink)
-        if not isinstance(at_ms, int) or isinstance(at_ms, bool) or not 0 <= at_ms <= AT_MS_MAX:
-            raise NoticeError(f"at_ms must be an int of milliseconds since 1970: {at_ms!r}")
+        _check_at_ms(at_ms)
         self._require_transaction("mark a delivery")
         # Checked here rather than left to the foreign key: on PostgreSQL a failed
         # statement would poison the caller's whole transaction.
@@ -104,11 +126,23 @@ class NoticeOutbox:
         ).one_or_none()
         if known is None:
             raise NoticeError(f"no notice {notice_id!r} to mark delivered")
-        return self._insert_or_ignore(
-            notice_delivery_table,
-            {"notice_id": notice_id, "sink": sink, "delivered_at_ms": at_ms},
-            ["notice_id", "sink"],
-        )
+        row = {"notice_id": notice_id, "sink": sink, "delivered_at_ms": at_ms}
+        if self._dialect() == "postgresql":
+            return self._conn.execute(_INSERT_DELIVERY_RETURNING, row).first() is not None
+        return self._conn.execute(_INSERT_DELIVERY["sqlite"], row).rowcount == 1
+
+    def mark_all_delivered(self, notice_ids: Sequence[str], sink: str, at_ms: int) -> None:
+        """Record that ``sink`` took every notice in ``notice_ids``, in one statement.
+
+        For the dispatcher, whose ids come straight from the outbox (notices are never
+        deleted), so the per-notice existence check of :meth:`mark_delivered` is spared.
+        """
+        check_sink_name(sink)
+        _check_at_ms(at_ms)
+        self._require_transaction("mark deliveries")
+        if notice_ids:
+            rows = [{"notice_id": i, "sink": sink, "delivered_at_ms": at_ms} for i in notice_ids]
+            self._conn.execute(_INSERT_DELIVERY[self._dialect()], rows)
 
     def recent(self, limit: int) -> list[Notice]:
         """The last ``limit`` notices written, newest first."""
@@ -122,26 +156,14 @@ class NoticeOutbox:
         if not self._conn.in_transaction():
             raise NoticeError(f"cannot {what} outside a transaction: use storage.transaction()")
 
-    def _insert_or_ignore(
-        self, table: Table, values: dict[str, object], conflict_on: list[str]
-    ) -> bool:
+    def _dialect(self) -> str:
         # ON CONFLICT DO NOTHING rather than catching IntegrityError: on PostgreSQL an
         # error aborts the caller's transaction, and a concurrent writer of the same
         # key is waited for instead of failing.
         dialect = self._conn.dialect.name
-        if dialect == "postgresql":
-            pg_insert = postgresql.insert(table).values(values)
-            # RETURNING says whether a row went in: SQLAlchemy reports rowcount -1
-            # for an insert it already read the implicit RETURNING of.
-            statement = pg_insert.on_conflict_do_nothing(index_elements=conflict_on).returning(
-                table.c[conflict_on[0]]
-            )
-            return self._conn.execute(statement).first() is not None
-        if dialect == "sqlite":
-            lite_insert = sqlite.insert(table).values(values)
-            lite_statement = lite_insert.on_conflict_do_nothing(index_elements=conflict_on)
-            return self._conn.execute(lite_statement).rowcount == 1
-        raise NoticeError(f"no notice outbox for database dialect {dialect!r}")
+        if dialect not in _INSERT_NOTICE:
+            raise NoticeError(f"no notice outbox for database dialect {dialect!r}")
+        return dialect
 
 
 def last_seq(conn: Connection) -> int:
@@ -200,6 +222,11 @@ def _from_payload(payload: str) -> Notice:
     except json.JSONDecodeError as exc:
         raise NoticeError(f"stored notice is not JSON: {exc}") from None
     return Notice.from_json(data)
+
+
+def _check_at_ms(at_ms: int) -> None:
+    if not isinstance(at_ms, int) or isinstance(at_ms, bool) or not 0 <= at_ms <= AT_MS_MAX:
+        raise NoticeError(f"at_ms must be an int of milliseconds since 1970: {at_ms!r}")
 
 
 def _check_limit(limit: int, limit_max: int) -> None:

@@ -45,6 +45,20 @@ class NoticeSink(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchNoticeSink(NoticeSink, Protocol):
+    """A sink that takes a batch in one go: one write and one sync instead of one per notice.
+
+    ``deliver_many`` returns once the sink has every notice of the batch, or raises
+    :class:`DeliveryError`; after a failure none of them counts as delivered and the
+    whole batch comes again (receivers deduplicate by id).
+    """
+
+    def deliver_many(self, notices: Sequence[Notice]) -> None:
+        """Hand every notice in ``notices`` over for good, in order, or raise."""
+        ...
+
+
 def notice_document(notice: Notice) -> dict[str, object]:
     """What sinks write: the notice's fields and the text the cardholder reads."""
     return {**notice.to_json(), "text": notice.text}
@@ -60,9 +74,16 @@ class ConsoleSink:
         self._stream = stream
 
     def deliver(self, notice: Notice) -> None:
+        self.deliver_many((notice,))
+
+    def deliver_many(self, notices: Sequence[Notice]) -> None:
+        if not notices:
+            return
         stream = self._stream if self._stream is not None else sys.stdout
+        # One write: lines of one batch stay together even if others print meanwhile.
+        text = "".join(f"notice {notice.id} {notice.text}\n" for notice in notices)
         try:
-            stream.write(f"notice {notice.id} {notice.text}\n")
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError) as exc:  # ValueError: the stream was closed
             raise DeliveryError(f"console: cannot write: {_bounded(str(exc))}") from None
@@ -77,8 +98,18 @@ class JsonLinesSink:
         self.path = Path(path)
 
     def deliver(self, notice: Notice) -> None:
-        line = json.dumps(
-            notice_document(notice), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        self.deliver_many((notice,))
+
+    def deliver_many(self, notices: Sequence[Notice]) -> None:
+        if not notices:
+            return
+        # One append and one fsync for the batch: the sync, not the write, is the cost.
+        lines = "".join(
+            json.dumps(
+                notice_document(notice), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            + "\n"
+            for notice in notices
         )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +117,7 @@ class JsonLinesSink:
             reason = f"cannot create directory {self.path.parent}: {exc.strerror or exc}"
             raise DeliveryError(f"jsonl {self.path}: {_bounded(reason)}") from None
         try:
-            self._append(line.encode("utf-8") + b"\n")
+            self._append(lines.encode("utf-8"))
         except OSError as exc:
             reason = f"cannot append: {exc.strerror or exc}"
             raise DeliveryError(f"jsonl {self.path}: {_bounded(reason)}") from None
