@@ -16,6 +16,7 @@ from cardtally.storage import (
     events,
     migrate,
     open_engine,
+    read_transaction,
     sqlite_url,
     transaction,
 )
@@ -68,6 +69,35 @@ def test_sqlite_takes_the_write_lock_at_begin(tmp_path: Path) -> None:
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_a_read_transaction_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "snapshot.sqlite3")
+    writer, reader = open_engine(url), open_engine(url, busy_timeout_ms=50)
+    try:
+        migrate(writer)
+        with transaction(writer) as conn:
+            append_event(conn, 1, "first", None, {})
+        with transaction(writer) as wconn:
+            append_event(wconn, 2, "uncommitted", None, {})
+            # The writer holds the lock: a read snapshot still starts, and sees only the
+            # committed event, where transaction() could not even begin.
+            with read_transaction(reader) as rconn:
+                assert [e.kind for e in events(rconn)] == ["first"]
+            with (
+                pytest.raises(OperationalError, match="database is locked"),
+                transaction(reader),
+            ):
+                pass
+        with read_transaction(reader) as rconn:
+            # A snapshot: a commit made while it is open stays out of it.
+            assert len(events(rconn)) == 2
+            with transaction(writer) as wconn:
+                append_event(wconn, 3, "during", None, {})
+            assert len(events(rconn)) == 2
+    finally:
+        writer.dispose()
+        reader.dispose()
 
 
 def test_read_then_write_transactions_serialize_on_sqlite(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from cardtally.notices._outbox import (
     pending_count_after,
 )
 from cardtally.notices._sinks import BatchNoticeSink, NoticeSink
-from cardtally.storage import transaction
+from cardtally.storage import read_transaction, transaction
 
 BATCH_MAX_DEFAULT: Final = 100
 RETRY_BACKOFF_MS_FIRST: Final = 1_000
@@ -229,7 +229,8 @@ class NoticeDispatcher:
         if now_ms >= state.rescan_at_ms:
             state.floor_seq = 0
             state.rescan_at_ms = now_ms + FULL_RESCAN_MS
-        with transaction(self._engine) as conn:
+        # A read snapshot: the issuer's worker lane never waits on this thread's reads.
+        with read_transaction(self._engine) as conn:
             # Read first: anything committed after it has a higher seq or is a straggler.
             top = last_seq(conn)
             batch = pending_after(conn, sink.name, self._batch_max, after_seq=state.floor_seq)
@@ -326,7 +327,7 @@ class NoticeDispatcher:
         backoff.next_attempt_ms = 0
 
     def _pending_count(self, sink: str, floor_seq: int) -> int:
-        with transaction(self._engine) as conn:
+        with read_transaction(self._engine) as conn:
             return pending_count_after(conn, sink, after_seq=floor_seq)
 
 

@@ -44,7 +44,7 @@ from cardtally.storage._migrate import (
 )
 from cardtally.storage._party import Party, read_party, register_party
 from cardtally.storage._schema import ROLES, core_metadata, event_log_table, party_table
-from cardtally.storage._transaction import transaction
+from cardtally.storage._transaction import read_transaction, transaction
 
 __all__ = [
     "APPEND_ONLY_MARK",
@@ -77,6 +77,7 @@ __all__ = [
     "open_engine",
     "party_table",
     "read_party",
+    "read_transaction",
     "register_party",
     "sqlite_url",
     "transaction",

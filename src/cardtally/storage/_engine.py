@@ -31,6 +31,8 @@ _SQLITE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite"})
 # Plain "postgresql://" would mean psycopg2, which we do not ship; read it as psycopg 3.
 _POSTGRES_DRIVERS = frozenset({"postgresql", "postgresql+psycopg"})
 _SYNCHRONOUS_FULL = 2
+# The execution option storage.read_transaction sets: BEGIN deferred instead of IMMEDIATE.
+READ_ONLY_OPTION = "cardtally_read_only"
 _WAL_RETRY_FIRST_PAUSE_S = 0.002
 _WAL_RETRY_MAX_PAUSE_S = 0.05
 
@@ -185,6 +187,10 @@ def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout_ms: int) -> str:
 
 
 def _begin_immediate(conn: Connection) -> None:
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        # storage.read_transaction: a snapshot that takes no lock a writer would wait for.
+        conn.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the write lock at BEGIN. A deferred transaction that reads and
     # then writes can find that another writer committed meanwhile and fail with
     # SQLITE_BUSY at once, which busy_timeout cannot wait out. The price: on SQLite a

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
 
-from cardtally.storage._engine import connect
+from cardtally.storage._engine import READ_ONLY_OPTION, connect
 
 
 @contextmanager
@@ -24,5 +24,19 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     so concurrent writers queue on the lock instead of failing half-way.
     """
     conn = connect(engine)
+    with conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction for reading only: one consistent snapshot.
+
+    On SQLite it starts with a plain (deferred) ``BEGIN``, so it never takes the write lock
+    and never makes a writer wait: in WAL mode readers and the writer run side by side. A
+    write attempted in it may fail with "database is locked"; write with
+    :func:`transaction`.
+    """
+    conn = connect(engine).execution_options(**{READ_ONLY_OPTION: True})
     with conn, conn.begin():
         yield conn
