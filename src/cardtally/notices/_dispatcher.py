@@ -1,8 +1,10 @@
 """The dispatcher: carries committed notices from the outbox to every sink, at least once.
 
-Per sink and round: read a batch of pending notices in a short transaction,
-deliver them with no transaction open (a slow webhook must not hold the issuer's
-write lock), then record what was delivered in one transaction. A crash between
+Per sink and round: read a batch of pending notices in a read snapshot (which takes
+no lock the issuer's writer would wait for), deliver them with no transaction open (a
+slow webhook must not hold the issuer's write lock), then record what was delivered
+in one statement and one transaction. A sink that takes batches (the console and the
+JSON-lines file) gets the round's batch in one call: one write and one sync. A crash between
 delivering and recording delivers those notices again; receivers deduplicate by
 id. A sink that fails stops for the round and backs off exponentially on its own,
 while the other sinks carry on.
