@@ -12,17 +12,19 @@ import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cardtally.clearing._resolution import RESOLUTIONS
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
-from cardtally.sim import INVARIANTS, FaultPlan, FaultSpecError, RunResult, shrink, simulate
-from cardtally.sim._summary import Failure, Summary
+
+if TYPE_CHECKING:
+    # The simulator is imported when chaos runs, not whenever the CLI starts.
+    from cardtally.sim import FaultPlan, RunResult
+    from cardtally.sim._summary import Failure, Summary
 
 SEEDS_MAX: Final = 1_000_000
 SWIPES_MAX: Final = 1_000_000
@@ -158,6 +160,8 @@ def chaos_command(  # noqa: PLR0917 - Typer maps each option to a parameter
 def _plan(faults: str | None) -> FaultPlan | None:
     if faults is None:
         return None
+    from cardtally.sim import FaultPlan, FaultSpecError  # noqa: PLC0415 - heavy, chaos only
+
     try:
         return FaultPlan.parse(faults)
     except FaultSpecError as exc:
@@ -182,6 +186,8 @@ def _allowed(text: str | None, seed: int | None) -> frozenset[int] | None:
 
 
 def _run_seed(args: tuple[int, int, int, FaultPlan | None, bool]) -> RunResult:
+    from cardtally.sim import simulate  # noqa: PLC0415 - heavy, chaos only
+
     seed, swipes, days, plan, swarm = args
     return simulate(seed, swipes, plan, swarm=swarm, days=days)
 
@@ -207,6 +213,8 @@ def _many(
     jobs: int,
     quiet: bool,
 ) -> Summary:
+    from cardtally.sim._summary import Summary  # noqa: PLC0415 - heavy, chaos only
+
     summary = Summary()
     columns = (
         TextColumn("[bold]chaos[/]"),
@@ -235,6 +243,9 @@ def _one_seed(
     shrink_on_failure: bool,
     as_json: bool,
 ) -> None:
+    from cardtally.sim import simulate  # noqa: PLC0415 - heavy, chaos only
+    from cardtally.sim._summary import Summary  # noqa: PLC0415 - heavy, chaos only
+
     trace: list[str] = []
     result = simulate(
         seed,
@@ -263,6 +274,8 @@ def _shrink(seed: int, swipes: int, days: int, plan: FaultPlan | None, *, swarm:
     if swarm:
         err.print("shrinking works on a fixed fault plan: rerun the seed without --swarm")
         return
+    from cardtally.sim import FaultPlan, shrink, simulate  # noqa: PLC0415 - heavy, chaos only
+
     failing = simulate(seed, swipes, plan, days=days)
     if failing.violation is None:
         return
@@ -334,6 +347,8 @@ def _faults_table(summary: Summary) -> Table:
 
 
 def _outcomes_table(summary: Summary) -> Table:
+    from cardtally.clearing._resolution import RESOLUTIONS  # noqa: PLC0415 - heavy, chaos only
+
     table = Table(title="What happened")
     table.add_column("outcome")
     table.add_column("count", justify="right")
@@ -364,6 +379,9 @@ def _print_failure(failure: Failure) -> None:
 
 
 def _as_dict(summary: Summary) -> dict[str, Any]:
+    from cardtally.clearing._resolution import RESOLUTIONS  # noqa: PLC0415 - heavy, chaos only
+    from cardtally.sim import INVARIANTS  # noqa: PLC0415 - heavy, chaos only
+
     return {
         "seeds": summary.seeds,
         "swipes": summary.swipes,

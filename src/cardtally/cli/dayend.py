@@ -7,29 +7,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import sqlalchemy as sa
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cardtally.clearing._calendar import DayError, day_of, parse_day
-from cardtally.clearing._clearing_out import day_directory
-from cardtally.clearing._database import close_dayend, open_dayend
-from cardtally.clearing._day_report import NoSuchDayError, day_report, statements_of
-from cardtally.clearing._dayend import Dayend, DayendError, day_window, run_day
-from cardtally.clearing._fees import render_statement
-from cardtally.clearing._files import ClearingFileError, read_clearing_file
-from cardtally.clearing._report import render_html, render_text
-from cardtally.clearing._schema import action_table, day_table, item_table
-from cardtally.clearing._tables import EXCEPTIONS
 from cardtally.cli._output import EXIT_PROBLEM, cst, err, fail, out
 from cardtally.cli._state import state_of
 from cardtally.money import Money
 from cardtally.runtime import BusyError, exclusive, wall_clock_ms
 from cardtally.storage import transaction
 from cardtally.switch._schema import txn_table
+
+if TYPE_CHECKING:
+    # cardtally.clearing (duckdb, pyarrow, jinja2) is imported when a day-end command runs,
+    # not whenever the CLI starts.
+    from cardtally.clearing._dayend import Dayend
 
 LOCK_FILE: Final = ".dayend.lock"
 
@@ -56,6 +51,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 
 @contextmanager
 def _dayend(ctx: typer.Context) -> Iterator[Dayend]:
+    from cardtally.clearing._database import (  # noqa: PLC0415 - heavy, day end only
+        close_dayend,
+        open_dayend,
+    )
+
     dayend = open_dayend(state_of(ctx).config(), wall_clock_ms())
     try:
         yield dayend
@@ -64,6 +64,8 @@ def _dayend(ctx: typer.Context) -> Iterator[Dayend]:
 
 
 def _day(text: str) -> date:
+    from cardtally.clearing._calendar import DayError, parse_day  # noqa: PLC0415 - heavy
+
     try:
         return parse_day(text)
     except DayError as exc:
@@ -91,6 +93,8 @@ def run_command(
     Days close in order. Exit 0 when the day is closed, 1 when the day end stopped (the reason
     is printed and kept in `dayend status`; fix it and run again), 2 on bad input.
     """
+    from cardtally.clearing._dayend import DayendError, run_day  # noqa: PLC0415 - heavy
+
     day = _day(day_text)
     config = state_of(ctx).config()
     config.dayend.clearing_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +165,11 @@ def check_file_command(
 
     Exit 0 when the file is sound, 1 when it is refused (with the reason).
     """
+    from cardtally.clearing._files import (  # noqa: PLC0415 - heavy, day end only
+        ClearingFileError,
+        read_clearing_file,
+    )
+
     compact = None if day_text is None else _day(day_text).strftime("%Y%m%d")
     try:
         clearing = read_clearing_file(path, business_day=compact, link_id=link)
@@ -196,6 +205,12 @@ def check_file_command(
 
 
 def day_summary(dayend: Dayend, day: str) -> dict[str, Any]:
+    from cardtally.clearing._schema import (  # noqa: PLC0415 - heavy, day end only
+        action_table,
+        day_table,
+        item_table,
+    )
+
     with transaction(dayend.switch) as conn:
         row = conn.execute(sa.select(day_table).where(day_table.c.day == day)).mappings().one()
         i = item_table
@@ -224,6 +239,8 @@ def day_summary(dayend: Dayend, day: str) -> dict[str, Any]:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from cardtally.clearing._tables import EXCEPTIONS  # noqa: PLC0415 - heavy, day end only
+
     currency = summary["currency"]
     out.print(f"business day {summary['day']}: {summary['state']} (last step {summary['step']})")
     for klass, figures in summary["classes"].items():
@@ -239,6 +256,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _days(dayend: Dayend) -> list[dict[str, Any]]:
+    from cardtally.clearing._schema import (  # noqa: PLC0415 - heavy, day end only
+        action_table,
+        day_table,
+        item_table,
+    )
+    from cardtally.clearing._tables import EXCEPTIONS  # noqa: PLC0415 - heavy, day end only
+
     i = item_table
     exceptions = sa.func.sum(sa.case((i.c.klass.in_([c.value for c in EXCEPTIONS]), 1), else_=0))
     with transaction(dayend.switch) as conn:
@@ -273,6 +297,10 @@ def _days(dayend: Dayend) -> list[dict[str, Any]]:
 
 def _open_day(dayend: Dayend) -> dict[str, Any]:
     """The first business day not closed yet: the one after the last day end."""
+    from cardtally.clearing._calendar import day_of, parse_day  # noqa: PLC0415 - heavy
+    from cardtally.clearing._dayend import day_window  # noqa: PLC0415 - heavy, day end only
+    from cardtally.clearing._schema import day_table  # noqa: PLC0415 - heavy, day end only
+
     now_ms = wall_clock_ms()
     with transaction(dayend.switch) as conn:
         last = conn.execute(sa.select(sa.func.max(day_table.c.day))).scalar()
@@ -312,6 +340,13 @@ def report_command(
     merchant, and the ledger checks. The HTML report adds charts: volume by hour, outcomes,
     interruptions by resolution, settlement per merchant.
     """
+    from cardtally.clearing._clearing_out import day_directory  # noqa: PLC0415 - heavy
+    from cardtally.clearing._day_report import (  # noqa: PLC0415 - heavy, day end only
+        NoSuchDayError,
+        day_report,
+    )
+    from cardtally.clearing._report import render_html, render_text  # noqa: PLC0415 - heavy
+
     day = _day(day_text)
     with _dayend(ctx) as dayend:
         try:
@@ -338,6 +373,9 @@ def statement_command(
 ) -> None:
     """Print the settlement statements of a business day: sales, refunds, MDR, agent share,
     net, and when the merchant is (or was) paid."""
+    from cardtally.clearing._day_report import statements_of  # noqa: PLC0415 - heavy
+    from cardtally.clearing._fees import render_statement  # noqa: PLC0415 - heavy
+
     day = _day(day_text)
     with _dayend(ctx) as dayend, transaction(dayend.switch) as conn:
         statements = statements_of(conn, day.isoformat())

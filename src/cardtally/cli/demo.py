@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.markup import escape
@@ -24,15 +24,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cardtally.clearing._fees import Statement
-from cardtally.clearing._resolution import RESOLUTIONS, UNRESOLVED
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
 from cardtally.cli._state import state_of
-from cardtally.demo import DemoOptions, DemoResult, Tally, run_demo
-from cardtally.demo._hosts import run_until_stopped
-from cardtally.demo._run import SWIPES_DEFAULT
 from cardtally.money import Money
 
+if TYPE_CHECKING:
+    # The demo (and the day end it runs) is imported when it runs, not whenever the CLI starts.
+    from cardtally.clearing._fees import Statement
+    from cardtally.demo import DemoResult, Tally
+
+#: The default of --swipes: cardtally.demo._run.SWIPES_DEFAULT, which is not imported here
+#: to keep the CLI's start light (tests/cli/test_startup.py checks they are equal).
+SWIPES_DEFAULT: Final = 2_000
 SWIPES_MIN: Final = 50
 SWIPES_MAX: Final = 200_000
 
@@ -124,6 +127,8 @@ def demo_command(
     Writes the HTML day report and prints its path. Exit 0 when every check holds, 1 when
     one fails, 2 on bad options.
     """
+    from cardtally.demo import DemoOptions, run_demo  # noqa: PLC0415 - heavy, demo only
+
     home = _home(ctx)
     options = DemoOptions(swipes=swipes, seed=seed)
     columns = (
@@ -212,6 +217,11 @@ def _day_table(tally: Tally) -> Table:
 
 
 def _interruption_table(tally: Tally) -> Table:
+    from cardtally.clearing._resolution import (  # noqa: PLC0415 - heavy, demo only
+        RESOLUTIONS,
+        UNRESOLVED,
+    )
+
     table = Table(title="How each interrupted swipe ended", title_justify="left")
     table.add_column("resolution")
     table.add_column("count", justify="right")
@@ -275,6 +285,8 @@ def _check_table(tally: Tally) -> Table:
 
 
 def _json(result: DemoResult) -> dict[str, Any]:
+    from cardtally.clearing._resolution import RESOLUTIONS  # noqa: PLC0415 - heavy, demo only
+
     tally = result.tally
     return {
         "ok": result.ok,
@@ -307,6 +319,8 @@ def _json(result: DemoResult) -> dict[str, Any]:
 
 def _wait_for_ctrl_c(result: DemoResult) -> None:
     """Keep the network up (the caller's stack holds it) until Ctrl-C or SIGTERM."""
+    from cardtally.demo._hosts import run_until_stopped  # noqa: PLC0415 - heavy, demo only
+
     home = result.home
     err.print(
         f"\n[bold]The network is running.[/] In another shell, try:\n"

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from cardtally.cli._output import EXIT_PROBLEM, out
 from cardtally.cli._state import state_of
-from cardtally.doctor import Finding, Level, examine
 
-_STYLE: Final = {
-    Level.OK: "green",
-    Level.INFO: "cyan",
-    Level.WARN: "yellow",
-    Level.PROBLEM: "bold red",
-}
-_LEVEL_WIDTH: Final = max(len(level.value) for level in Level)
+if TYPE_CHECKING:
+    # cardtally.doctor opens every part of a home: imported when the doctor runs.
+    from cardtally.doctor import Finding
 
 
 def doctor_command(
@@ -61,6 +56,8 @@ def doctor_command(
 
         cardtally --home /srv/cardtally doctor
     """
+    from cardtally.doctor import Level, examine  # noqa: PLC0415 - heavy, doctor only
+
     findings = examine(state_of(ctx).home)
     problems = sum(f.level is Level.PROBLEM for f in findings)
     if as_json:
@@ -81,16 +78,25 @@ def _as_json(finding: Finding) -> dict[str, str]:
 
 
 def _print(findings: list[Finding]) -> None:
+    from cardtally.doctor import Level  # noqa: PLC0415 - heavy, doctor only
+
+    style = {
+        Level.OK: "green",
+        Level.INFO: "cyan",
+        Level.WARN: "yellow",
+        Level.PROBLEM: "bold red",
+    }
+    level_width = max(len(level.value) for level in Level)
     check_width = max(len(f.check) for f in findings)
     shown_fix = ("", "")
     for f in findings:
-        level = f.level.value.upper().ljust(_LEVEL_WIDTH)
+        level = f.level.value.upper().ljust(level_width)
         # A fix already given for the line above (each ledger violation, say) is not repeated.
         repeated = shown_fix == (f.check, f.fix)
         fix = f" => {escape(f.fix)}" if f.fix and f.level is not Level.OK and not repeated else ""
         shown_fix = (f.check, f.fix)
         out.print(
-            f"[{_STYLE[f.level]}]{level}[/]  {escape(f.check.ljust(check_width))}  "
+            f"[{style[f.level]}]{level}[/]  {escape(f.check.ljust(check_width))}  "
             f"{escape(f.detail)}{fix}"
         )
     problems = sum(f.level is Level.PROBLEM for f in findings)

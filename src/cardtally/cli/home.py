@@ -13,9 +13,6 @@ from rich.table import Table
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
 from cardtally.cli._state import state_of
 from cardtally.config import config_path, default_config_text
-from cardtally.demo import Ports, SampleSize, create_sample_home
-from cardtally.demo._run import SWIPES_DEFAULT
-from cardtally.doctor import Level, check_keys
 from cardtally.runtime import wall_clock_ms
 from cardtally.security import (
     create_data_keys,
@@ -97,6 +94,8 @@ def show_command(
 @config_app.command("check")
 def check_command(ctx: typer.Context) -> None:
     """Validate the config file and the data-protection keys; exit 1 on a problem."""
+    from cardtally.doctor import Level, check_keys  # noqa: PLC0415 - heavy, check only
+
     state = state_of(ctx)
     state.config()
     out.print(f"config      ok  {config_path(state.home)}")
@@ -128,6 +127,9 @@ def _flatten(values: dict[str, object], prefix: str = "") -> list[tuple[str, obj
 def _init_sample(home: Path, seed: int) -> None:
     if config_path(home).exists():
         fail(f"{home} already holds a home; --sample builds a new one (choose another --home)")
+    from cardtally.demo import Ports, SampleSize, create_sample_home  # noqa: PLC0415 - heavy
+    from cardtally.demo._run import SWIPES_DEFAULT  # noqa: PLC0415 - heavy, --sample only
+
     ports = Ports(issuer=9583, switch=9584, issuer_metrics=9590, switch_metrics=9591)
     network = create_sample_home(
         home,

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from cardtally.clearing._database import close_dayend, open_dayend
-from cardtally.clearing._lookup import (
-    LIMIT_DEFAULT,
-    LIMIT_MAX,
-    Criteria,
-    Found,
-    LookupInputError,
-    find_swipes,
-    parse_criteria,
-)
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
 from cardtally.cli._state import state_of
 from cardtally.config import Config
 from cardtally.runtime import wall_clock_ms
 from cardtally.security import load_data_keys, pan_fingerprint
 from cardtally.wire import Pan
+
+if TYPE_CHECKING:
+    # The day end (duckdb, pyarrow, jinja2 behind it) is imported when a look-up runs.
+    from cardtally.clearing._lookup import Criteria, Found
+
+#: --limit's default and bound: cardtally.clearing._lookup's LIMIT_DEFAULT and LIMIT_MAX, not
+#: imported here to keep the CLI's start light (tests/cli/test_startup.py checks they are equal).
+LIMIT_DEFAULT: Final = 20
+LIMIT_MAX: Final = 1_000
 
 
 def lookup_command(  # noqa: PLR0917 - Typer maps each option to a parameter
@@ -124,6 +123,11 @@ def lookup_command(  # noqa: PLR0917 - Typer maps each option to a parameter
 
         cardtally lookup --pan 6225880000000019 --amount 12.34 --json
     """
+    from cardtally.clearing._lookup import (  # noqa: PLC0415 - heavy, lookup only
+        LookupInputError,
+        parse_criteria,
+    )
+
     config = state_of(ctx).config()
     try:
         criteria = parse_criteria(
@@ -159,6 +163,12 @@ def _fingerprint(config: Config) -> Callable[[Pan], str]:
 
 
 def _find(config: Config, criteria: Criteria, limit: int) -> list[Found]:
+    from cardtally.clearing._database import (  # noqa: PLC0415 - heavy, lookup only
+        close_dayend,
+        open_dayend,
+    )
+    from cardtally.clearing._lookup import find_swipes  # noqa: PLC0415 - heavy, lookup only
+
     dayend = open_dayend(config, wall_clock_ms())
     try:
         return find_swipes(dayend, criteria, limit=limit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,8 +11,11 @@ from rich.table import Table
 from cardtally.cli._output import EXIT_PROBLEM, err, fail, out
 from cardtally.cli._state import state_of
 from cardtally.config import Config
-from cardtally.demo._hosts import HostError, HostProcess, run_until_stopped
 from cardtally.security import load_data_keys, load_issuer_keys
+
+if TYPE_CHECKING:
+    # Importing cardtally.demo._hosts imports the whole demo package: only when `up` runs.
+    from cardtally.demo._hosts import HostProcess
 
 
 def up_command(
@@ -37,6 +40,12 @@ def up_command(
 
         cardtally --home ./shop up
     """
+    from cardtally.demo._hosts import (  # noqa: PLC0415 - heavy, up only
+        HostError,
+        HostProcess,
+        run_until_stopped,
+    )
+
     state = state_of(ctx)
     config = state.config()
     load_data_keys(state.home)  # a missing key is one clear line here, not a host's traceback
