@@ -22,6 +22,7 @@ from cardtally.issuer import (
     all_cards,
     find_card,
     open_issuer_database,
+    owed_account_id,
     view,
 )
 from cardtally.ledger import SqlLedgerStore, verify
@@ -71,6 +72,13 @@ class Bank:
         with transaction(self.engine) as conn:
             shown = view(conn, find_card(conn, self.data_keys, Pan(pan)))
         return shown.balance_minor, shown.available_minor
+
+    def owed(self, pan: str) -> int:
+        """What the cardholder owes the bank (reversed credits the card could not cover)."""
+        with transaction(self.engine) as conn:
+            card = find_card(conn, self.data_keys, Pan(pan))
+            account = SqlLedgerStore(conn).account(owed_account_id(card))
+        return 0 if account is None else -account.available_minor
 
     def pin_tries(self, pan: str) -> int:
         with transaction(self.engine) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cardtally.issuer._follow_ups import OWED_REASON
 from cardtally.notices import NoticeKind
 from tests.issuer.bank import NOON, Bank
 from tests.issuer.messages import (
@@ -135,6 +136,45 @@ def test_reversal_of_a_void_takes_the_money_again(bank: Bank) -> None:
     # The sale stands again, so it can be voided again by a new request.
     assert bank.run(void(DEBIT_PAN, original, auth, 3)).response_code == "00"  # type: ignore[arg-type]
     assert bank.money(DEBIT_PAN)[0] == 100_000
+
+
+def test_reversal_of_a_spent_void_is_forced_and_booked_as_owed(bank: Bank) -> None:
+    # The void reached the issuer but the terminal showed 98 (no void slip): the sale stands
+    # for the merchant. The cardholder spent the money given back before the reversal came.
+    original, auth = _approved_sale(bank, 10_000, 1)
+    voided = void(DEBIT_PAN, original, auth, 2)  # type: ignore[arg-type]
+    assert bank.run(voided).response_code == "00"
+    _approved_sale(bank, 95_000, 3)
+    assert bank.money(DEBIT_PAN) == (5_000, 5_000)
+    advice = reversal(voided, mti="0420")
+    outcome = bank.run(advice)
+    assert outcome.response is not None
+    assert (outcome.response.mti, outcome.response_code) == ("0430", "00"), outcome.reason
+    # The card keeps its floor; the debt is on the cardholder's owed account, told in a notice.
+    assert bank.money(DEBIT_PAN) == (5_000, 5_000)
+    assert bank.owed(DEBIT_PAN) == 10_000
+    last = bank.notices()[-1]
+    assert (last.kind, last.amount.minor, last.reason) == (
+        NoticeKind.DEBIT,
+        10_000,
+        f"reversal of void; {OWED_REASON}",
+    )
+    assert "(reversal of void; owed to the bank)" in last.text
+    # A repeat of the advice answers the same and books nothing more.
+    assert bank.run(advice).response == outcome.response
+    repeat = bank.run(reversal(voided, mti="0421"))  # type: ignore[arg-type]
+    assert repeat.response_code == "00"
+    assert bank.owed(DEBIT_PAN) == 10_000
+    assert bank.violations() == []
+
+
+def test_reversal_of_a_void_still_covered_owes_nothing(bank: Bank) -> None:
+    original, auth = _approved_sale(bank, 10_000, 1)
+    voided = void(DEBIT_PAN, original, auth, 2)  # type: ignore[arg-type]
+    bank.run(voided)
+    assert bank.run(reversal(voided, mti="0420")).response_code == "00"
+    assert bank.money(DEBIT_PAN)[0] == 90_000
+    assert bank.owed(DEBIT_PAN) == 0
 
 
 def test_reversal_after_a_partial_refund_returns_only_the_rest(bank: Bank) -> None:

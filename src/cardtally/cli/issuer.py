@@ -26,11 +26,12 @@ from cardtally.issuer import (
     history,
     issuer_accounts,
     open_issuer_database,
+    owed_account_id,
     reveal_card_pan,
     set_status,
     view,
 )
-from cardtally.ledger import Account, Transfer
+from cardtally.ledger import Account, SqlLedgerStore, Transfer
 from cardtally.money import Money
 from cardtally.runtime import wall_clock_ms
 from cardtally.security import DataKeys, load_data_keys, load_issuer_keys
@@ -316,14 +317,20 @@ def accounts_show_command(
     ] = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Ledger balances (posted, pending, available) and each account's last transfers."""
+    """Ledger balances (posted, pending, available) and each account's last transfers.
+
+    With --pan, the card's account and, if it has one, its owed account: reversals of
+    refunds or voids the card could no longer cover, which the cardholder owes the bank.
+    """
     issuer = _issuer(ctx)
     with _database(issuer) as conn:
         if pan is None:
             accounts = issuer_accounts(conn)
         else:
             card = find_card(conn, issuer.data_keys, _pan(pan))
-            accounts = [view(conn, card).account]
+            # With the card's owed account, if a reversal it could not cover opened one.
+            owed = SqlLedgerStore(conn).account(owed_account_id(card))
+            accounts = [view(conn, card).account, *([owed] if owed else [])]
         shown = [(account, history(conn, account.id, limit)) for account in accounts]
     if as_json:
         out.print_json(json.dumps([_account_json(a, t) for a, t in shown]))

@@ -27,8 +27,10 @@ from cardtally.clearing._resolution import (
 )
 from cardtally.clearing._schema import action_table, item_table
 from cardtally.clearing._tables import EXCEPTIONS, ReconClass
+from cardtally.issuer import OWED_SUFFIX
 from cardtally.issuer._schema import txn_table as issuer_txns
 from cardtally.issuer._store import SqlIssuerStore
+from cardtally.ledger import Transfer
 from cardtally.notices._schema import notice_delivery_table, notice_table
 from cardtally.security import DataKeys
 from cardtally.storage import transaction
@@ -256,14 +258,17 @@ def _receipts_settled(conn: sa.Connection, day: str, txns: list[JournalTxn]) -> 
     return Check("every receipt is in the merchant's settlement", not missing, detail)
 
 
+ONE_SIDED_CREDIT = ReconClass.ONE_SIDED_CREDIT.value
+
+
 def _no_exceptions(sconn: sa.Connection, iconn: sa.Connection, day: str) -> Check:
     """Exceptions the day end left open for operations.
 
     A one-sided credit (a void or refund the issuer made while the switch timed out, its
     reversal advice still queued at the day end) is closed when the advice gets through
-    afterwards and the issuer undoes the credit. One stays open when the issuer refused that
-    reversal (the cardholder had spent the money since): the cardholder and the merchant are
-    whole, the issuer is out of pocket, and operations decide (see docs/operations.md).
+    afterwards and the issuer undoes the credit. If the cardholder had spent the money since,
+    the reversal is still posted (a forced post) and the debt booked on the cardholder's owed
+    account, for the issuer to collect.
     """
     left = [ReconClass.AWAITING_BATCH.value, *(c.value for c in EXCEPTIONS)]
     rows = sconn.execute(
@@ -273,27 +278,31 @@ def _no_exceptions(sconn: sa.Connection, iconn: sa.Connection, day: str) -> Chec
     ).all()
     issuer = SqlIssuerStore(iconn)
     open_items = Counter[str]()
-    closed = 0
+    closed = owed = 0
     for klass, issuer_txn_id in rows:
-        if klass == ReconClass.ONE_SIDED_CREDIT.value and _undone(issuer, issuer_txn_id):
-            closed += 1
-        else:
+        undone = _undone(issuer, issuer_txn_id) if klass == ONE_SIDED_CREDIT else None
+        if undone is None:
             open_items[klass] += 1
+            continue
+        closed += 1
+        owed += undone.debit_account_id.endswith(OWED_SUFFIX)
     detail = "no exception or unsettled item left for operations"
     if closed:
-        detail += f" ({closed} one-sided credit(s) undone by the late reversal advice)"
+        detail += f" ({closed} one-sided credit(s) undone by the late reversal advice"
+        detail += f", {owed} of them owed by the cardholder)" if owed else ")"
     if open_items:
         detail = ", ".join(f"{n} {klass}" for klass, n in sorted(open_items.items()))
     return Check("day end left nothing for operations", not open_items, detail)
 
 
-def _undone(issuer: SqlIssuerStore, issuer_txn_id: str | None) -> bool:
+def _undone(issuer: SqlIssuerStore, issuer_txn_id: str | None) -> Transfer | None:
+    """The transfer of the reversal that undid ``issuer_txn_id``, if one did."""
     if issuer_txn_id is None:
-        return False
-    return any(
-        f.kind is TxnKind.REVERSAL and f.approved and f.transfer_id
-        for f in issuer.followers(issuer_txn_id)
-    )
+        return None
+    for follower in issuer.followers(issuer_txn_id):
+        if follower.kind is TxnKind.REVERSAL and follower.approved and follower.transfer_id:
+            return issuer.ledger.transfer(follower.transfer_id)
+    return None
 
 
 def _notices_delivered(written: int, delivered: int) -> Check:

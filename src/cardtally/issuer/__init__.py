@@ -27,7 +27,12 @@ from cardtally.issuer._core import (
 )
 from cardtally.issuer._database import ISSUER_TREE, ISSUER_TREES, open_issuer_database
 from cardtally.issuer._model import Card, CardKind, CardStatus, StoredResponse, TxnKind, TxnRecord
-from cardtally.issuer._posting import funding_account_id, settlement_account_id
+from cardtally.issuer._posting import (
+    OWED_SUFFIX,
+    funding_account_id,
+    owed_account_id,
+    settlement_account_id,
+)
 from cardtally.issuer._request import LOCAL_TIME, LocalTime, classify, content_digest, request_key
 from cardtally.issuer._service import IssuerService
 from cardtally.issuer._store import IssuerStore, SqlIssuerStore
@@ -37,6 +42,7 @@ __all__ = [
     "ISSUER_TREE",
     "ISSUER_TREES",
     "LOCAL_TIME",
+    "OWED_SUFFIX",
     "Card",
     "CardError",
     "CardKind",
@@ -63,6 +69,7 @@ __all__ = [
     "history",
     "issuer_accounts",
     "open_issuer_database",
+    "owed_account_id",
     "request_key",
     "reveal_card_pan",
     "set_status",

@@ -6,6 +6,7 @@ the new transfer that completes, returns or undoes it. Nothing is updated in pla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 from cardtally.issuer._checks import check_amount, check_status
@@ -16,13 +17,14 @@ from cardtally.issuer._posting import (
     IssuerRequest,
     amount_of,
     declined,
+    open_owed_account,
     post,
     settlement_account_id,
     transfer_spec,
 )
 from cardtally.issuer._request import original_key
 from cardtally.issuer._store import IssuerStore
-from cardtally.ledger import Transfer, TransferKind
+from cardtally.ledger import Transfer, TransferKind, TransferSpec
 from cardtally.money import Money
 from cardtally.notices import NoticeKind
 from cardtally.wire import Pan, response_mti
@@ -193,13 +195,31 @@ def _undo(
     spec = transfer_spec(
         request, moved.credit_account_id, moved.debit_account_id, amount, moved.currency
     )
-    credits_card = moved.debit_account_id == card.account_id
-    notice = (
-        (NoticeKind.REFUND, "reversal")
-        if credits_card
-        else (NoticeKind.DEBIT, f"reversal of {original.kind.value}")
-    )
-    return post(request, card, spec, store, notice=notice)
+    if moved.debit_account_id == card.account_id:
+        return post(request, card, spec, store, notice=(NoticeKind.REFUND, "reversal"))
+    undone = f"reversal of {original.kind.value}"
+    decision = post(request, card, spec, store, notice=(NoticeKind.DEBIT, undone))
+    if decision.code != rc.INSUFFICIENT_FUNDS:
+        return decision
+    return _post_owed(request, card, spec, store, undone)
+
+
+OWED_REASON: Final = "owed to the bank"
+
+
+def _post_owed(
+    request: IssuerRequest, card: Card, spec: TransferSpec, store: IssuerStore, undone: str
+) -> Decision:
+    """Undo a credit the cardholder has already spent: the debt goes on the owed account.
+
+    A reversal is a forced post: the acquirer's side is already undone (no void or refund
+    slip was printed), so refusing it would leave the issuer out of pocket with nothing on
+    its books. The card's floor stays where it is; the debt is recorded against the
+    cardholder instead, told in the notice, and collected by the issuer later.
+    """
+    owed = open_owed_account(store, card, request.now.at_ms)
+    forced = replace(spec, debit_account_id=owed)
+    return post(request, card, forced, store, notice=(NoticeKind.DEBIT, f"{undone}; {OWED_REASON}"))
 
 
 def _close_the_door(request: IssuerRequest, store: IssuerStore) -> None:

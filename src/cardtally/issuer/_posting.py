@@ -15,6 +15,7 @@ from cardtally.issuer._model import Card, TxnKind, TxnRecord
 from cardtally.issuer._request import LocalTime, auth_code_candidates
 from cardtally.issuer._store import IssuerStore
 from cardtally.ledger import (
+    AccountSpec,
     Ledger,
     LedgerError,
     LedgerErrorCode,
@@ -40,6 +41,21 @@ def settlement_account_id(currency: str) -> str:
 def funding_account_id(currency: str) -> str:
     """Where opening balances come from (the bank's side of each cardholder deposit)."""
     return f"issuer:funding:{currency}"
+
+
+# The card's account id plus this names the account of what its cardholder owes the issuer.
+OWED_SUFFIX: Final = ":owed"
+
+
+def owed_account_id(card: Card) -> str:
+    """What the cardholder owes the issuer: reversed credits the card could not cover."""
+    return card.account_id + OWED_SUFFIX
+
+
+def open_owed_account(store: IssuerStore, card: Card, now_ms: int) -> str:
+    """The card's owed account, opened on first use; no floor, since it records a debt."""
+    spec = AccountSpec(owed_account_id(card), card.currency, None, f"owed by {card.pan_masked}")
+    return Ledger(store.ledger).open_account(spec, now_ms).id
 
 
 @dataclass(slots=True)

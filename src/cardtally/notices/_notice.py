@@ -131,6 +131,10 @@ class Notice:
         )
 
 
+# A purchase reads like any bank's debit SMS; other debits (a reversal, a debt) say why.
+_PLAIN_DEBITS: Final = frozenset({"sale", "pre-authorisation completion"})
+
+
 def render_text(notice: Notice, tz: tzinfo = CHINA_STANDARD_TIME) -> str:
     """One line in the manner of a bank SMS, in local time ``tz``, for example::
 
@@ -138,19 +142,22 @@ def render_text(notice: Notice, tz: tzinfo = CHINA_STANDARD_TIME) -> str:
         Available balance CNY 900.00. Ref 123456789012.
 
     (one line; wrapped here). A refund names the merchant with "from" and its reason in
-    parentheses: ``refund CNY 100.00 from LUCKY MART (reversal)``.
+    parentheses: ``refund CNY 100.00 from LUCKY MART (reversal)``; so does a debit that is
+    not a purchase: ``debit CNY 100.00 at LUCKY MART (reversal of refund)``.
     """
     # Integer arithmetic from the epoch: no float ever touches the timestamp.
     local = datetime.fromtimestamp(0, tz) + timedelta(milliseconds=notice.at_ms)
     # ISO 8583 field 43 pads name, city and country with spaces; an SMS should not.
     merchant = " ".join(notice.merchant_name.split())
+    reason = " ".join(notice.reason.split())
     if notice.kind is NoticeKind.DEBIT:
         what = f"debit {notice.amount}" + (f" at {merchant}" if merchant else "")
+        if reason in _PLAIN_DEBITS:
+            reason = ""
     else:
         what = f"refund {notice.amount}" + (f" from {merchant}" if merchant else "")
-        reason = " ".join(notice.reason.split())
-        if reason:
-            what += f" ({reason})"
+    if reason:
+        what += f" ({reason})"
     line = (
         f"{SENDER} Card ending {notice.card_tail}: {what} on {local:%Y-%m-%d %H:%M}. "
         f"Available balance {notice.available}."
