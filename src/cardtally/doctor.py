@@ -230,7 +230,7 @@ def _key_problem(
     if env in environ:
         fix = f"correct {env}, or unset it to use {path}"
         return Finding(Level.PROBLEM, check, str(exc), fix)
-    if isinstance(exc, OSError):  # a directory where the file should be, say
+    if isinstance(exc, OSError):  # the file could not be read at all
         return Finding(
             Level.PROBLEM,
             check,

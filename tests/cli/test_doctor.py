@@ -222,7 +222,7 @@ def test_corrupted_home_through_the_real_entry_point(home: Path) -> None:
         ("garbage", "is not hexadecimal"),
         ("short", "holds 3 characters"),
         ("readable", "has mode 0644"),
-        ("directory", "cannot be read"),
+        ("directory", "is not a regular file"),
     ],
 )
 def test_broken_data_key_file_is_a_problem(home: Path, damage: str, fragment: str) -> None:

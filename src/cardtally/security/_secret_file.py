@@ -47,7 +47,8 @@ def read_secret_file(path: Path, chars_max: int, create_hint: str) -> str:
     # A directory opens read-only without complaint; only reading it would fail.
     if not stat.S_ISREG(status.st_mode):
         os.close(fd)
-        raise KeyFileError(f"key file {path} is not a regular file; {create_hint}")
+        # No create hint: a new key could not read what the one that belongs here protected.
+        raise KeyFileError(f"key file {path} is not a regular file; restore it from your backup")
     with os.fdopen(fd, encoding="ascii", errors="replace") as handle:
         mode = stat.S_IMODE(status.st_mode)
         if mode & _GROUP_OTHER_BITS:
