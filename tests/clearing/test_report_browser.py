@@ -36,9 +36,10 @@ from typing import Any, Final
 
 import pytest
 
-from cardtally.clearing._report import DayReport, render_html
+from cardtally.clearing._report import render_html
 from tests.clearing.headless import CHROMIUM, Chromium, Page
 from tests.clearing.report_day_support import CAFE, CLUB, ReportDay, build_report_day
+from tests.clearing.test_report import empty_day
 from tests.conftest import in_ci
 
 SVG: Final = "{http://www.w3.org/2000/svg}"
@@ -466,22 +467,8 @@ def test_the_check_reports_a_broken_report(
 
 def test_an_empty_day_has_charts_without_marks(page: Page, tmp_path: Path) -> None:
     """A day without traffic: four charts laid out with their "nothing" text, no marks."""
-    empty = DayReport(
-        business_day="2026-11-22",
-        window="2026-11-21 23:00 to 2026-11-22 23:00 CST",
-        state="closed",
-        currency="156",
-        hourly=(),
-        outcomes=(),
-        classes=(),
-        interruptions=(),
-        exceptions=(),
-        files=(),
-        statements=(),
-        ledger_checks=(),
-    )
     html = tmp_path / "empty.html"
-    html.write_text(render_html(empty), encoding="utf-8")
+    html.write_text(render_html(empty_day()), encoding="utf-8")
     seen = look(page, html, tmp_path / "empty.png", want_marks=())
     assert seen.problems == []
     assert all(not c.marks for c in seen.charts.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cardtally.issuer._follow_ups import OWED_REASON
+from cardtally.issuer._request import request_key
 from cardtally.notices import NoticeKind
 from tests.issuer.bank import NOON, Bank
 from tests.issuer.messages import (
@@ -100,6 +101,8 @@ def test_reversal_refunds_a_sale_once_and_repeats_answer_the_same(bank: Bank) ->
     assert bank.money(DEBIT_PAN)[0] == 100_000
     repeat = bank.run(reversal(original, mti="0401"))  # type: ignore[arg-type]
     assert repeat.response == first.response
+    # The key the answer is kept under travels with it, for the runtime's log line.
+    assert first.key == repeat.key == request_key(reversal(original))  # type: ignore[arg-type]
     advice = bank.run(reversal(original, mti="0420", transmitted="1121104000"))  # type: ignore[arg-type]
     assert advice.response is not None
     assert (advice.response.mti, advice.response_code) == ("0430", "00")

@@ -105,6 +105,9 @@ class Outcome:
     reason: str
     kind: TxnKind | None = None
     notices: tuple[Notice, ...] = ()
+    #: The request key the answer is kept under (None: the request got no further than
+    #: its checks), for the runtime's log line without working it out again.
+    key: str | None = None
 
 
 class IssuerCore:
@@ -301,7 +304,9 @@ class IssuerCore:
             {"rc": decision.code, "reason": decision.reason},
         )
         result = "approved" if decision.code == rc.APPROVED else "declined"
-        return Outcome(response, result, decision.code, decision.reason, request.kind, notices)
+        return Outcome(
+            response, result, decision.code, decision.reason, request.kind, notices, request.key
+        )
 
     def _record(self, request: IssuerRequest, decision: Decision) -> TxnRecord:
         message, card = request.message, decision.card
@@ -384,19 +389,35 @@ def _unsupported(
     store.log_event(
         now_ms, "issuer.unsupported", key, {"rc": rc.INVALID_TRANSACTION, "reason": reason}
     )
-    return Outcome(response, "declined", rc.INVALID_TRANSACTION, reason)
+    return Outcome(response, "declined", rc.INVALID_TRANSACTION, reason, key=key)
 
 
 def _repeat(message: Message, stored: StoredResponse, digest: str, kind: TxnKind | None) -> Outcome:
     if stored.content_sha256 == REVERSED_FIRST:
         response = message.response(rc.INVALID_TRANSACTION, _link_fields(message))
-        return Outcome(response, "refused", rc.INVALID_TRANSACTION, REVERSED_BEFORE_ARRIVAL, kind)
+        return Outcome(
+            response,
+            "refused",
+            rc.INVALID_TRANSACTION,
+            REVERSED_BEFORE_ARRIVAL,
+            kind,
+            key=stored.key,
+        )
     if stored.content_sha256 != digest:
         response = message.response(rc.DUPLICATE, _link_fields(message))
         return Outcome(
-            response, "refused", rc.DUPLICATE, "same acquirer key, different content", kind
+            response,
+            "refused",
+            rc.DUPLICATE,
+            "same acquirer key, different content",
+            kind,
+            key=stored.key,
         )
     response = Message(stored.mti, stored.fields)
     return Outcome(
-        response, "duplicate", response.response_code or "", "repeat answered from the log"
+        response,
+        "duplicate",
+        response.response_code or "",
+        "repeat answered from the log",
+        key=stored.key,
     )

@@ -124,7 +124,7 @@ class IssuerService:
                 "kind": answer.kind.value if answer.kind else "-",
                 "result": answer.result,
                 "reason": answer.reason,
-                "txn_id": request_key(message),
+                "txn_id": request_key(message) if answer.key is None else answer.key,
                 "rrn": message.rrn,
             },
         )

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import Insert, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
@@ -33,26 +33,23 @@ SINK_CHARS_MAX: Final = 64
 _SINK_NAME = re.compile(rf"[a-z][a-z0-9_.-]{{0,{SINK_CHARS_MAX - 1}}}")
 
 
-# Built once: building an INSERT ... ON CONFLICT anew per notice costs several times its
-# execution (see the issuer store). Values are bound per call.
-_INSERT_NOTICE: Final = {
-    "sqlite": sqlite.insert(notice_table).on_conflict_do_nothing(index_elements=["id"]),
-    "postgresql": postgresql.insert(notice_table)
-    .on_conflict_do_nothing(index_elements=["id"])
-    .returning(notice_table.c.id),
-}
-_INSERT_DELIVERY: Final = {
-    "sqlite": sqlite.insert(notice_delivery_table).on_conflict_do_nothing(
-        index_elements=["notice_id", "sink"]
-    ),
-    "postgresql": postgresql.insert(notice_delivery_table).on_conflict_do_nothing(
-        index_elements=["notice_id", "sink"]
-    ),
-}
+def _insert_ignoring(table: Table, keys: list[str], *, returning: bool) -> dict[str, Insert]:
+    """INSERT ... ON CONFLICT DO NOTHING on ``table`` per dialect, built once.
 
-_INSERT_DELIVERY_RETURNING: Final = _INSERT_DELIVERY["postgresql"].returning(
-    notice_delivery_table.c.notice_id
-)
+    Building one anew per notice costs several times its execution (see the issuer store);
+    values are bound per call. ON CONFLICT rather than catching IntegrityError: on
+    PostgreSQL an error aborts the caller's transaction, and a concurrent writer of the
+    same key is waited for instead of failing. ``returning``: PostgreSQL says through
+    RETURNING whether a row went in (its rowcount is -1 for such an insert).
+    """
+    lite = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    pg = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return {"sqlite": lite, "postgresql": pg.returning(table.c[keys[0]]) if returning else pg}
+
+
+_ADD_NOTICE: Final = _insert_ignoring(notice_table, ["id"], returning=True)
+_MARK_ONE: Final = _insert_ignoring(notice_delivery_table, ["notice_id", "sink"], returning=True)
+_MARK_MANY: Final = _insert_ignoring(notice_delivery_table, ["notice_id", "sink"], returning=False)
 
 
 def check_sink_name(sink: object) -> str:
@@ -86,12 +83,7 @@ class NoticeOutbox:
             "kind": notice.kind.value,
             "payload": _payload(notice),
         }
-        if self._dialect() == "postgresql":
-            # RETURNING says whether a row went in: rowcount is -1 for such an insert.
-            inserted = self._conn.execute(_INSERT_NOTICE["postgresql"], values).first() is not None
-        else:
-            inserted = self._conn.execute(_INSERT_NOTICE["sqlite"], values).rowcount == 1
-        if inserted:
+        if self._inserted(_ADD_NOTICE, values):
             return True
         existing = self.get(notice.id)
         assert existing is not None, "conflict on id, yet no row with that id"
@@ -126,10 +118,9 @@ class NoticeOutbox:
         ).one_or_none()
         if known is None:
             raise NoticeError(f"no notice {notice_id!r} to mark delivered")
-        row = {"notice_id": notice_id, "sink": sink, "delivered_at_ms": at_ms}
-        if self._dialect() == "postgresql":
-            return self._conn.execute(_INSERT_DELIVERY_RETURNING, row).first() is not None
-        return self._conn.execute(_INSERT_DELIVERY["sqlite"], row).rowcount == 1
+        return self._inserted(
+            _MARK_ONE, {"notice_id": notice_id, "sink": sink, "delivered_at_ms": at_ms}
+        )
 
     def mark_all_delivered(self, notice_ids: Sequence[str], sink: str, at_ms: int) -> None:
         """Record that ``sink`` took every notice in ``notice_ids``, in one statement.
@@ -142,7 +133,7 @@ class NoticeOutbox:
         self._require_transaction("mark deliveries")
         if notice_ids:
             rows = [{"notice_id": i, "sink": sink, "delivered_at_ms": at_ms} for i in notice_ids]
-            self._conn.execute(_INSERT_DELIVERY[self._dialect()], rows)
+            self._conn.execute(_MARK_MANY[self._dialect()], rows)
 
     def recent(self, limit: int) -> list[Notice]:
         """The last ``limit`` notices written, newest first."""
@@ -156,12 +147,17 @@ class NoticeOutbox:
         if not self._conn.in_transaction():
             raise NoticeError(f"cannot {what} outside a transaction: use storage.transaction()")
 
+    def _inserted(self, statements: dict[str, Insert], values: dict[str, object]) -> bool:
+        """Run one of the :func:`_insert_ignoring` statements; True if a row went in."""
+        dialect = self._dialect()
+        result = self._conn.execute(statements[dialect], values)
+        if dialect == "postgresql":
+            return result.first() is not None
+        return result.rowcount == 1
+
     def _dialect(self) -> str:
-        # ON CONFLICT DO NOTHING rather than catching IntegrityError: on PostgreSQL an
-        # error aborts the caller's transaction, and a concurrent writer of the same
-        # key is waited for instead of failing.
         dialect = self._conn.dialect.name
-        if dialect not in _INSERT_NOTICE:
+        if dialect not in _ADD_NOTICE:
             raise NoticeError(f"no notice outbox for database dialect {dialect!r}")
         return dialect
 
